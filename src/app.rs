@@ -1,0 +1,202 @@
+//! `App`: everything wired together. `App::build` opens the store, starts the workers and binds the
+//! listener (port 0 works, for tests); `App::shutdown` stops in order: stop accepting, let in-flight
+//! requests finish within the grace period, end the rest, then write every queued log row.
+
+use crate::{
+    config::Config,
+    crypto::MasterKey,
+    keys::KeyCache,
+    providers,
+    routing::{self, ProviderEntry},
+    server::{self, AppState, SharedState},
+    store::{self, DynStore},
+    workers::log_writer::{self, LogSink},
+};
+use anyhow::Context;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::task::JoinHandle;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub struct App {
+    addr: SocketAddr,
+    state: SharedState,
+    shutdown: CancellationToken,
+    close_log: CancellationToken,
+    tracker: TaskTracker,
+    server: JoinHandle<()>,
+    log_writer: JoinHandle<()>,
+}
+
+/// How long ended streams get to flush their last event after the grace period.
+const HARD_STOP_FLUSH: Duration = Duration::from_secs(5);
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("could not create data_dir {}", config.data_dir.display())
+        })?;
+        let master = load_master_key(&config)?;
+        let store = store::open(&config.database_url(), config.database.max_connections)
+            .await
+            .context("could not open the database")?;
+        let providers = build_providers(&config, &store, &master).await?;
+        let keys = KeyCache::new(store.clone()).await?;
+
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let close_log = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+
+        let (logs, log_rx) = LogSink::new(config.log.queue_capacity, tracker.clone());
+        let log_writer = tokio::spawn(log_writer::run(
+            store.clone(),
+            log_rx,
+            config.log.batch_size,
+            logs.stats().clone(),
+            close_log.clone(),
+        ));
+        tracker.spawn(keys.clone().watch(shutdown.clone()));
+
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let grace = config.server.shutdown_grace;
+        let state = Arc::new(AppState {
+            config: Arc::new(config),
+            store,
+            keys,
+            providers: Arc::new(providers),
+            logs,
+            hard_stop: hard_stop.clone(),
+        });
+        let app = server::router(state.clone());
+        let server = tokio::spawn(serve(listener, app, shutdown.clone(), hard_stop, grace));
+        tracing::info!(%addr, "GopherGate is listening");
+        Ok(Self {
+            addr,
+            state,
+            shutdown,
+            close_log,
+            tracker,
+            server,
+            log_writer,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// A token that starts a graceful stop when cancelled (e.g. from a signal handler).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token fires, then stops gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.shutdown().await
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Err(e) = self.server.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+        // Rows from requests that ended while draining are queued by now (or by tracked tasks).
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.close_log.cancel();
+        self.log_writer
+            .await
+            .context("the request log writer failed")?;
+        let stats = self.state.logs.stats();
+        tracing::info!(
+            written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
+            lost = stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+            "stopped"
+        );
+        Ok(())
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    grace: Duration,
+) {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = std::pin::pin!(server.into_future());
+    let mut server = server;
+    tokio::select! {
+        r = &mut server => {
+            if let Err(e) = r { tracing::error!(error = %e, "server error"); }
+            return;
+        }
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over; ending in-flight requests");
+            hard_stop.cancel();
+        }
+    }
+    if tokio::time::timeout(HARD_STOP_FLUSH, &mut server).await.is_err() {
+        tracing::warn!("some connections did not close in time");
+    }
+}
+
+fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    match &config.encryption_key {
+        Some(k) => MasterKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("encryption_key {e}")),
+        None => {
+            let path = config.data_dir.join("encryption.key");
+            let (key, created) = MasterKey::load_or_create(&path)
+                .map_err(|e| anyhow::anyhow!("encryption key file {}: {e}", path.display()))?;
+            if created {
+                tracing::info!(path = %path.display(), "generated a new encryption key; back it up");
+            }
+            Ok(key)
+        }
+    }
+}
+
+/// Builds every provider adapter. A key stored (encrypted) in the database fills in for a provider
+/// that has none in the configuration.
+async fn build_providers(
+    config: &Config,
+    store: &DynStore,
+    master: &MasterKey,
+) -> anyhow::Result<routing::Router> {
+    let cipher = master.data_cipher();
+    let client = providers::http_client();
+    let mut entries = Vec::new();
+    for mut settings in config.providers()? {
+        if settings.api_key.is_none()
+            && let Some(sealed) = store.get_credential(&settings.name).await?
+        {
+            match cipher.open(&sealed, settings.name.as_bytes()) {
+                Ok(plain) => {
+                    settings.api_key = Some(String::from_utf8_lossy(&plain).into_owned().into())
+                }
+                Err(e) => tracing::error!(provider = %settings.name, error = %e, "stored provider key unusable"),
+            }
+        }
+        let adapter = providers::build(&settings, client.clone());
+        let reason = routing::unavailable_reason(&settings, adapter.is_some());
+        entries.push(ProviderEntry {
+            adapter: if reason.is_none() { adapter } else { None },
+            unavailable_reason: reason,
+            settings,
+        });
+    }
+    Ok(routing::Router::new(entries))
+}

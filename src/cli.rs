@@ -1,0 +1,290 @@
+//! The command line: `serve` (the default), `keys`, `users`, `config check`. Commands other than
+//! `serve` work on the same database as a running server, safely (SQLite WAL + busy timeout).
+//! Output meant for scripts goes to stdout; every error is one sentence on stderr.
+
+use crate::{
+    app::App,
+    config::Config,
+    crypto,
+    store::{self, NewKey, StoreError, UserRole},
+};
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::{io::Read, path::PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "gophergate", version, about = "A self-hosted, OpenAI-compatible LLM gateway.")]
+pub struct Cli {
+    /// TOML configuration file (else $GOPHERGATE_CONFIG, else ./gophergate.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the gateway (the default when no command is given).
+    Serve,
+    /// Manage client API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key and print it once on stdout (only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated model ids this key may use (default: any).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Requests per minute allowed.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Spending limit in USD.
+        #[arg(long = "budget-usd")]
+        budget_usd: Option<f64>,
+        /// Expiry time, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke the live key with this name; effective at once on running servers.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create a dashboard user; the password is read from stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values, secrets redacted.
+    Check,
+}
+
+pub const BCRYPT_COST: u32 = 12;
+
+/// Runs a command; the caller prints the error and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow!("configuration error: {e}"))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Keys(cmd) => keys(config, cmd).await,
+        Command::Users(cmd) => users(config, cmd).await,
+        Command::Config(ConfigCommand::Check) => config_check(&config),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop requested; draining");
+        token.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("could not create data_dir {}", config.data_dir.display()))?;
+    store::open(&config.database_url(), 2)
+        .await
+        .context("could not open the database")
+}
+
+#[allow(clippy::print_stdout)]
+async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    match cmd {
+        KeysCommand::Create {
+            name,
+            models,
+            rpm,
+            budget_usd,
+            expires,
+        } => {
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                bail!("--name must not be empty");
+            }
+            if let Some(b) = budget_usd
+                && (!b.is_finite() || b < 0.0)
+            {
+                bail!("--budget-usd must be a non-negative number of dollars");
+            }
+            if rpm == Some(0) {
+                bail!("--rpm must be at least 1");
+            }
+            let expires_at = expires
+                .map(|e| {
+                    DateTime::parse_from_rfc3339(&e)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| anyhow!("--expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z"))
+                })
+                .transpose()?;
+            if expires_at.is_some_and(|t| t <= Utc::now()) {
+                bail!("--expires must be in the future");
+            }
+            let models = models
+                .map(|m| m.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+                .filter(|m| !m.is_empty());
+            let key = crypto::generate_client_key();
+            store
+                .create_key(NewKey {
+                    name,
+                    hash: crypto::hash_client_key(&key),
+                    prefix: crypto::key_prefix(&key),
+                    models,
+                    rpm,
+                    budget_usd,
+                    expires_at,
+                })
+                .await
+                .map_err(friendly)?;
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            let now = Utc::now();
+            println!(
+                "{:<24} {:<11} {:<8} {:<8} {:<12} {:<24} {:<24} MODELS",
+                "NAME", "PREFIX", "STATUS", "RPM", "BUDGET_USD", "CREATED", "EXPIRES"
+            );
+            for k in store.list_keys().await? {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if !k.is_live(now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<24} {:<11} {:<8} {:<8} {:<12} {:<24} {:<24} {}",
+                    k.name,
+                    format!("{}…", k.prefix),
+                    status,
+                    k.rpm.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    k.budget_usd.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into()),
+                    store::format_time(k.created_at),
+                    k.expires_at.map(store::format_time).unwrap_or_else(|| "-".into()),
+                    k.models.map(|m| m.join(",")).unwrap_or_else(|| "*".into()),
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let k = store.revoke_key(&name).await.map_err(friendly)?;
+            println!("revoked {}", k.name);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let UsersCommand::Create {
+        username,
+        role,
+        password_stdin,
+    } = cmd;
+    if !password_stdin {
+        bail!("pass --password-stdin and write the password to standard input (passwords are never taken from the command line)");
+    }
+    let username = username.trim().to_string();
+    if username.is_empty() {
+        bail!("--username must not be empty");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("could not read the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < 8 {
+        bail!("the password must be at least 8 characters long");
+    }
+    let role = UserRole::parse(&role).ok_or_else(|| anyhow!("--role must be admin or viewer"))?;
+    let hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
+        .await?
+        .context("could not hash the password")?;
+    let store = open_store(&config).await?;
+    let user = store
+        .create_user(&username, &hash, role)
+        .await
+        .map_err(friendly)?;
+    println!("created user {} ({})", user.username, user.role.as_str());
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn config_check(config: &Config) -> anyhow::Result<()> {
+    let text = toml::to_string_pretty(config).context("could not render the configuration")?;
+    println!("# effective configuration (secrets shown as ********)");
+    println!("{text}");
+    if config.encryption_key.is_none() {
+        let path = config.data_dir.join("encryption.key");
+        println!(
+            "# encryption_key: {} {}",
+            if path.exists() { "read from" } else { "will be generated into" },
+            path.display()
+        );
+    }
+    println!("# providers:");
+    for p in config.providers()? {
+        println!(
+            "#   {:<10} kind={:<17} base_url={} key={}{}",
+            p.name,
+            p.kind.as_str(),
+            p.base_url,
+            if p.api_key.is_some() { "set" } else { "missing" },
+            if p.enabled { "" } else { " (disabled)" }
+        );
+    }
+    println!("# configuration OK");
+    Ok(())
+}
+
+fn friendly(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Conflict(m) | StoreError::NotFound(m) => anyhow!(m),
+        other => anyhow!(other),
+    }
+}

@@ -1,0 +1,458 @@
+//! Layered configuration: built-in defaults, then the providers' usual env vars (`OPENAI_API_KEY`, …),
+//! then a TOML file, then `GOPHERGATE_<SECTION>__<KEY>` env vars; later layers win. Everything is
+//! validated here, at start-up, so a bad value stops the process with the path of the offending key
+//! instead of failing on the first request.
+
+use crate::secret::Secret;
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    /// 32 bytes as 64 hex digits or base64; generated into `<data_dir>/encryption.key` when absent.
+    pub encryption_key: Option<Secret<String>>,
+    pub registry: RegistryConfig,
+    pub log: LogConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            encryption_key: None,
+            registry: RegistryConfig::default(),
+            log: LogConfig::default(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted on `/v1` (413 beyond it).
+    pub max_body_bytes: usize,
+    /// How long a graceful stop waits for in-flight requests before ending them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…`; defaults to `sqlite://<data_dir>/gophergate.db`.
+    pub url: Option<Secret<String>>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// `http(s)://…` or a local file path.
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://models.dev/api.json".into(),
+            refresh: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Rows waiting for the writer. When full, requests wait for room rather than drop a row.
+    pub queue_capacity: usize,
+    /// Rows written per transaction at most.
+    pub batch_size: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_size: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    Gemini,
+    Deepseek,
+    Xai,
+    OpenaiCompatible,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Gemini => "gemini",
+            Self::Deepseek => "deepseek",
+            Self::Xai => "xai",
+            Self::OpenaiCompatible => "openai-compatible",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    pub kind: Option<ProviderKind>,
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret<String>>,
+    /// Extra model ids this provider serves (routing of bare ids, `/v1/models`).
+    pub models: Vec<String>,
+    /// Total time allowed for one upstream request.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Set false to switch a provider off without removing its settings.
+    pub enabled: Option<bool>,
+}
+
+/// The four built-in providers: name, kind, key env vars, base-URL env var, default base URL.
+pub const BUILTIN_PROVIDERS: [(&str, ProviderKind, &[&str], &str, &str); 4] = [
+    (
+        "openai",
+        ProviderKind::Openai,
+        &["OPENAI_API_KEY"],
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+    ),
+    (
+        "gemini",
+        ProviderKind::Gemini,
+        &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        "GEMINI_BASE_URL",
+        "https://generativelanguage.googleapis.com/v1beta",
+    ),
+    (
+        "deepseek",
+        ProviderKind::Deepseek,
+        &["DEEPSEEK_API_KEY"],
+        "DEEPSEEK_BASE_URL",
+        "https://api.deepseek.com/v1",
+    ),
+    (
+        "xai",
+        ProviderKind::Xai,
+        &["XAI_API_KEY"],
+        "XAI_BASE_URL",
+        "https://api.x.ai/v1",
+    ),
+];
+
+/// A provider as the gateway uses it, after defaults and validation.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<Secret<String>>,
+    pub models: Vec<String>,
+    pub timeout: Duration,
+    pub enabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Figment(Box<figment::Error>),
+    #[error("invalid value for `{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Figment(Box::new(e))
+    }
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Where the TOML file comes from: `--config`, else `GOPHERGATE_CONFIG`, else `./gophergate.toml`
+/// when it exists.
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("GOPHERGATE_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from("gophergate.toml");
+    default.exists().then_some(default)
+}
+
+impl Config {
+    /// Loads every layer from the process environment and the file system.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = config_path(explicit);
+        if let Some(p) = &path
+            && !p.exists()
+        {
+            return Err(invalid(
+                "--config",
+                format!("the file {} does not exist", p.display()),
+            ));
+        }
+        let mut figment = Figment::new();
+        for (name, _, key_vars, url_var, _) in BUILTIN_PROVIDERS {
+            if let Some(key) = key_vars.iter().find_map(|v| non_empty_env(v)) {
+                figment = figment.merge(Serialized::default(
+                    &format!("providers.{name}.api_key"),
+                    key,
+                ));
+            }
+            if let Some(url) = non_empty_env(url_var) {
+                figment = figment.merge(Serialized::default(
+                    &format!("providers.{name}.base_url"),
+                    url,
+                ));
+            }
+        }
+        if let Some(p) = &path {
+            figment = figment.merge(Toml::file_exact(p));
+        }
+        figment = figment.merge(Env::prefixed("GOPHERGATE_").ignore(&["config"]).split("__"));
+        Self::from_figment(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.log.queue_capacity == 0 {
+            return Err(invalid("log.queue_capacity", "must be at least 1"));
+        }
+        if self.log.batch_size == 0 {
+            return Err(invalid("log.batch_size", "must be at least 1"));
+        }
+        if let Some(url) = &self.database.url {
+            let url = url.expose();
+            if !url.starts_with("sqlite:") {
+                return Err(invalid(
+                    "database.url",
+                    "only sqlite:// URLs are supported by this build",
+                ));
+            }
+        }
+        if self.registry.url.trim().is_empty() {
+            return Err(invalid("registry.url", "must not be empty"));
+        }
+        if self.registry.refresh < Duration::from_secs(60) {
+            return Err(invalid("registry.refresh", "must be at least 1m"));
+        }
+        if let Some(key) = &self.encryption_key {
+            crate::crypto::MasterKey::parse(key.expose())
+                .map_err(|e| invalid("encryption_key", e.to_string()))?;
+        }
+        self.providers().map(|_| ())
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose().clone(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("gophergate.db").to_string_lossy()
+            ),
+        }
+    }
+
+    /// Every provider: the four built-ins (configured or not) plus custom ones from the config.
+    pub fn providers(&self) -> Result<Vec<ProviderSettings>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, kind, _, _, default_url) in BUILTIN_PROVIDERS {
+            let cfg = self.providers.get(name).cloned().unwrap_or_default();
+            if let Some(k) = cfg.kind
+                && k != kind
+            {
+                return Err(invalid(
+                    format!("providers.{name}.kind"),
+                    format!("the built-in provider `{name}` is always of kind `{}`", kind.as_str()),
+                ));
+            }
+            out.push(settings(name, kind, cfg, default_url)?);
+        }
+        for (name, cfg) in &self.providers {
+            if BUILTIN_PROVIDERS.iter().any(|b| b.0 == name) {
+                continue;
+            }
+            if name.is_empty() || name.contains('/') {
+                return Err(invalid(
+                    format!("providers.{name}"),
+                    "a provider name must be non-empty and contain no `/`",
+                ));
+            }
+            let kind = cfg.kind.ok_or_else(|| {
+                invalid(
+                    format!("providers.{name}.kind"),
+                    "required for a custom provider (openai, gemini, deepseek, xai or openai-compatible)",
+                )
+            })?;
+            if cfg.base_url.is_none() {
+                return Err(invalid(
+                    format!("providers.{name}.base_url"),
+                    "required for a custom provider",
+                ));
+            }
+            out.push(settings(name, kind, cfg.clone(), "")?);
+        }
+        Ok(out)
+    }
+}
+
+fn settings(
+    name: &str,
+    kind: ProviderKind,
+    cfg: ProviderConfig,
+    default_url: &str,
+) -> Result<ProviderSettings, ConfigError> {
+    let base_url = cfg.base_url.unwrap_or_else(|| default_url.to_string());
+    let parsed = reqwest::Url::parse(&base_url)
+        .map_err(|e| invalid(format!("providers.{name}.base_url"), e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            format!("providers.{name}.base_url"),
+            "must be an http:// or https:// URL",
+        ));
+    }
+    let timeout = cfg.timeout.unwrap_or(Duration::from_secs(600));
+    if timeout.is_zero() {
+        return Err(invalid(
+            format!("providers.{name}.timeout"),
+            "must be greater than zero",
+        ));
+    }
+    Ok(ProviderSettings {
+        name: name.to_string(),
+        kind,
+        base_url: base_url.trim_end_matches('/').to_string(),
+        api_key: cfg.api_key.filter(|k| !k.expose().is_empty()),
+        models: cfg.models,
+        timeout,
+        enabled: cfg.enabled.unwrap_or(true),
+    })
+}
+
+fn non_empty_env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(s: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(Figment::new().merge(Toml::string(s)))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = from_toml("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url(), "sqlite://./data/gophergate.db");
+        assert_eq!(c.registry.url, "https://models.dev/api.json");
+        assert_eq!(c.registry.refresh, Duration::from_secs(86_400));
+        let p = c.providers().unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[1].base_url, "https://generativelanguage.googleapis.com/v1beta");
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = from_toml("[server]\nlisen = \"0.0.0.0:1\"\n").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("server"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_its_path() {
+        let err = from_toml("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = from_toml("[registry]\nrefresh = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("registry.refresh"), "{err}");
+    }
+
+    #[test]
+    fn custom_provider_needs_kind_and_url() {
+        let err = from_toml("[providers.local]\nbase_url = \"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("providers.local.kind"), "{err}");
+        let c = from_toml(
+            "[providers.local]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1/\"\nmodels = [\"llama\"]\n",
+        )
+        .unwrap();
+        let p = c.providers().unwrap();
+        let local = p.iter().find(|p| p.name == "local").unwrap();
+        assert_eq!(local.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(local.kind, ProviderKind::OpenaiCompatible);
+    }
+
+    #[test]
+    fn weak_or_short_encryption_key_is_refused() {
+        let err = from_toml(&format!("encryption_key = \"{}\"\n", "aa".repeat(32)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encryption_key"), "{err}");
+        let err = from_toml("encryption_key = \"abcd\"\n").unwrap_err().to_string();
+        assert!(err.contains("encryption_key"), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! The canonical, OpenAI-shaped types every provider is translated to and from.
+
+pub mod chat;
+pub mod validate;
+
+pub use chat::*;

@@ -1,0 +1,150 @@
+//! A fake upstream that speaks OpenAI's Chat Completions wire format exactly, for tests, benchmarks
+//! and demos. It answers deterministically and obeys directives written in the messages:
+//!
+//! - `[[mock:error=429]]` answer with that status and the provider's error body
+//! - `[[mock:latency=50]]` wait 50 ms before answering
+//! - `[[mock:cut=3]]` stream three content chunks, then drop the connection
+//! - `[[mock:garbage]]` send a body (or stream event) that is not JSON
+//! - `[[mock:tools]]` answer with a `get_weather` tool call
+//! - `[[mock:stall=200]]` stream pauses 200 ms between chunks
+
+pub mod openai;
+
+use axum::Router;
+use serde_json::Value;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Default)]
+pub struct MockConfig {
+    /// When set, requests must carry this key or get the provider's "bad key" error.
+    pub api_key: Option<String>,
+    /// Added before every answer (and before the first chunk of a stream).
+    pub latency: Duration,
+}
+
+#[derive(Default)]
+pub struct MockState {
+    pub config: MockConfig,
+    /// Bodies received, oldest first (bounded), so tests can check what the gateway sent.
+    requests: Mutex<Vec<Value>>,
+}
+
+const KEEP_REQUESTS: usize = 1000;
+
+impl MockState {
+    pub fn record(&self, body: Value) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() >= KEEP_REQUESTS {
+            r.remove(0);
+        }
+        r.push(body);
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn last_request(&self) -> Option<Value> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+    }
+}
+
+/// Directives found in a request's text.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Directives {
+    pub error: Option<u16>,
+    pub latency: Option<Duration>,
+    pub cut: Option<usize>,
+    pub garbage: bool,
+    pub tools: bool,
+    pub stall: Option<Duration>,
+}
+
+impl Directives {
+    pub fn parse(text: &str) -> Self {
+        let mut d = Directives::default();
+        for piece in text.split("[[mock:").skip(1) {
+            let Some(body) = piece.split("]]").next() else { continue };
+            let (k, v) = body.split_once('=').unwrap_or((body, ""));
+            let ms = || v.parse::<u64>().ok().map(Duration::from_millis);
+            match k {
+                "error" => d.error = v.parse().ok(),
+                "latency" => d.latency = ms(),
+                "cut" => d.cut = v.parse().ok(),
+                "garbage" => d.garbage = true,
+                "tools" => d.tools = true,
+                "stall" => d.stall = ms(),
+                _ => {}
+            }
+        }
+        d
+    }
+}
+
+/// Every text string in a JSON value, concatenated (where directives are looked for).
+pub fn all_text(v: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(v, &mut out);
+    out
+}
+
+pub struct MockServer {
+    pub addr: SocketAddr,
+    pub state: Arc<MockState>,
+    stop: CancellationToken,
+}
+
+impl MockServer {
+    pub async fn start(config: MockConfig) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
+        let state = Arc::new(MockState {
+            config,
+            requests: Mutex::default(),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let app = router(state.clone());
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        });
+        Ok(Self { addr, state, stop })
+    }
+
+    /// Base URL as the gateway's `OPENAI_BASE_URL` expects it.
+    pub fn openai_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub fn router(state: Arc<MockState>) -> Router {
+    openai::routes().with_state(state)
+}

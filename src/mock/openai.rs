@@ -1,0 +1,205 @@
+//! The mock's OpenAI dialect: `/v1/chat/completions` (and `/chat/completions`), `/v1/models`.
+
+use super::{Directives, MockState, all_text};
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use futures::stream;
+use serde_json::{Value, json};
+use std::{sync::Arc, time::Duration};
+
+pub fn routes() -> Router<Arc<MockState>> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+}
+
+pub const CREATED: i64 = 1_770_000_000;
+
+fn error(status: u16, presented_key: &str) -> Response {
+    let (kind, code, message) = match status {
+        400 => ("invalid_request_error", Some("invalid_value"), "Invalid value for 'messages'.".to_string()),
+        401 => (
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            format!(
+                "Incorrect API key provided: {}***. You can find your API key at https://platform.openai.com/account/api-keys.",
+                presented_key.chars().take(6).collect::<String>()
+            ),
+        ),
+        403 => ("request_forbidden", Some("unsupported_country_region_territory"), "Country, region, or territory not supported".into()),
+        404 => ("invalid_request_error", Some("model_not_found"), "The model `nope` does not exist or you do not have access to it.".into()),
+        429 => ("requests", Some("rate_limit_exceeded"), "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 1s.".into()),
+        500 => ("server_error", None, "The server had an error while processing your request. Sorry about that!".into()),
+        503 => ("server_error", None, "The engine is currently overloaded, please try again later".into()),
+        _ => ("server_error", None, format!("mock error {status}")),
+    };
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(json!({"error": {"message": message, "type": kind, "param": null, "code": code}})),
+    )
+        .into_response();
+    if status == 429 {
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Rough token count the mock reports: one per four bytes of message text, at least one.
+pub fn prompt_tokens(body: &Value) -> u64 {
+    (all_text(&body["messages"]).len() as u64).div_ceil(4).max(1)
+}
+
+pub fn reply_words(body: &Value) -> Vec<String> {
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| all_text(&m["content"]))
+        .unwrap_or_default();
+    let echo: String = last_user.trim().chars().take(120).collect();
+    format!("Hello from the mock! You said: {echo}")
+        .split_inclusive(' ')
+        .map(str::to_string)
+        .collect()
+}
+
+async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, presented);
+    };
+    state.record(body.clone());
+    if let Some(expected) = &state.config.api_key
+        && presented != expected
+    {
+        return error(401, presented);
+    }
+    let d = Directives::parse(&all_text(&body["messages"]));
+    let latency = d.latency.unwrap_or(state.config.latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = d.error {
+        return error(status, presented);
+    }
+    let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
+    let upstream_model = format!("{model}-2024-07-18");
+    let words = reply_words(&body);
+    let usage = json!({
+        "prompt_tokens": prompt_tokens(&body),
+        "completion_tokens": words.len(),
+        "total_tokens": prompt_tokens(&body) + words.len() as u64,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    });
+    if body["stream"] == true {
+        let include_usage = body["stream_options"]["include_usage"] == true;
+        return stream_reply(upstream_model, words, usage, include_usage, &d);
+    }
+    if d.garbage {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"id\": \"chatcmpl-x\", \"choices\": [").into_response();
+    }
+    let (message, finish) = if d.tools {
+        (
+            json!({"role": "assistant", "content": null, "refusal": null, "annotations": [],
+                   "tool_calls": [{"id": "call_mock1", "type": "function",
+                                   "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}),
+            "tool_calls",
+        )
+    } else {
+        (
+            json!({"role": "assistant", "content": words.concat(), "refusal": null, "annotations": []}),
+            "stop",
+        )
+    };
+    Json(json!({
+        "id": "chatcmpl-mock123",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": upstream_model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": usage,
+        "service_tier": "default",
+        "system_fingerprint": "fp_mock"
+    }))
+    .into_response()
+}
+
+fn stream_reply(
+    model: String,
+    words: Vec<String>,
+    usage: Value,
+    include_usage: bool,
+    d: &Directives,
+) -> Response {
+    let chunk = |choices: Value, usage: Option<&Value>| -> String {
+        let mut c = json!({"id": "chatcmpl-mock123", "object": "chat.completion.chunk", "created": CREATED,
+                           "model": model, "service_tier": "default", "system_fingerprint": "fp_mock",
+                           "choices": choices});
+        if include_usage {
+            c["usage"] = usage.cloned().unwrap_or(Value::Null);
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut events = vec![chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+        None,
+    )];
+    if d.tools {
+        events.push(chunk(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_mock1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}, "logprobs": null, "finish_reason": null}]), None));
+        for frag in ["{\"city\"", ":\"Paris\"}"] {
+            events.push(chunk(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}, "logprobs": null, "finish_reason": null}]), None));
+        }
+    } else {
+        for w in &words {
+            events.push(chunk(json!([{"index": 0, "delta": {"content": w}, "logprobs": null, "finish_reason": null}]), None));
+        }
+    }
+    let cut = d.cut.map(|n| n + 1);
+    if d.garbage {
+        events.truncate(2);
+        events.push("data: {\"id\": \"chatcmpl-mock123\", \"choices\": [{\"delta\"\n\n".into());
+    } else if let Some(n) = cut {
+        events.truncate(n);
+    } else {
+        let finish = if d.tools { "tool_calls" } else { "stop" };
+        events.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]), None));
+        if include_usage {
+            events.push(chunk(json!([]), Some(&usage)));
+        }
+        events.push("data: [DONE]\n\n".into());
+    }
+    let stall = d.stall.unwrap_or(Duration::ZERO);
+    let cut_after = cut.is_some();
+    let body = stream::unfold((events.into_iter(), false), move |(mut it, first_sent)| async move {
+        if first_sent && !stall.is_zero() {
+            tokio::time::sleep(stall).await;
+        }
+        match it.next() {
+            Some(e) => Some((Ok::<_, std::io::Error>(Bytes::from(e)), (it, true))),
+            None if cut_after => Some((Err(std::io::Error::other("mock cut the stream")), (it, true))),
+            None => None,
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({"object": "list", "data": [
+        {"id": "gpt-4o-mini", "object": "model", "created": CREATED, "owned_by": "system"},
+        {"id": "gpt-4o", "object": "model", "created": CREATED, "owned_by": "system"}
+    ]}))
+}

@@ -1,0 +1,143 @@
+//! Which provider serves a model id: `provider/model` names it; a bare id goes to the provider
+//! whose catalog lists it (configured `models`, then the registry), else by well-known prefix.
+
+use crate::{
+    config::{ProviderKind, ProviderSettings},
+    providers::Provider,
+};
+use std::{collections::HashMap, sync::Arc};
+
+pub struct ProviderEntry {
+    pub settings: ProviderSettings,
+    /// `None` when the provider is known but not usable (no key, disabled, no adapter).
+    pub adapter: Option<Arc<dyn Provider>>,
+    pub unavailable_reason: Option<String>,
+}
+
+pub struct Router {
+    providers: HashMap<String, ProviderEntry>,
+    /// Bare model id → provider name, from configured model lists.
+    configured: HashMap<String, String>,
+}
+
+pub struct Route {
+    pub provider: Arc<dyn Provider>,
+    pub upstream_model: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RouteError {
+    UnknownModel,
+    /// The model belongs to a provider that cannot be used; the reason says why.
+    Unavailable(String),
+}
+
+/// Bare-id prefixes of the built-in providers, checked in order.
+const PREFIXES: &[(&str, &str)] = &[
+    ("gpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt-", "openai"),
+    ("text-embedding-", "openai"),
+    ("gemini-", "gemini"),
+    ("deepseek-", "deepseek"),
+    ("grok-", "xai"),
+];
+
+impl Router {
+    pub fn new(entries: Vec<ProviderEntry>) -> Self {
+        let mut configured = HashMap::new();
+        for e in &entries {
+            for m in &e.settings.models {
+                configured
+                    .entry(m.clone())
+                    .or_insert_with(|| e.settings.name.clone());
+            }
+        }
+        Self {
+            providers: entries
+                .into_iter()
+                .map(|e| (e.settings.name.clone(), e))
+                .collect(),
+            configured,
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &ProviderEntry> {
+        self.providers.values()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ProviderEntry> {
+        self.providers.get(name)
+    }
+
+    /// `catalog` answers "which provider's registry catalog lists this bare id", when known.
+    pub fn resolve(
+        &self,
+        model: &str,
+        catalog: impl Fn(&str) -> Option<String>,
+    ) -> Result<Route, RouteError> {
+        if let Some((prefix, rest)) = model.split_once('/')
+            && !rest.is_empty()
+            && let Some(entry) = self.providers.get(prefix)
+        {
+            return Self::use_entry(entry, rest);
+        }
+        let provider = self
+            .configured
+            .get(model)
+            .cloned()
+            .or_else(|| catalog(model).filter(|p| self.providers.contains_key(p)))
+            .or_else(|| {
+                PREFIXES
+                    .iter()
+                    .find(|(p, _)| model.starts_with(p))
+                    .map(|(_, name)| name.to_string())
+            })
+            .ok_or(RouteError::UnknownModel)?;
+        let entry = self.providers.get(&provider).ok_or(RouteError::UnknownModel)?;
+        Self::use_entry(entry, model)
+    }
+
+    fn use_entry(entry: &ProviderEntry, model: &str) -> Result<Route, RouteError> {
+        match &entry.adapter {
+            Some(p) => Ok(Route {
+                provider: p.clone(),
+                upstream_model: model.to_string(),
+            }),
+            None => Err(RouteError::Unavailable(
+                entry
+                    .unavailable_reason
+                    .clone()
+                    .unwrap_or_else(|| format!("provider '{}' is not available", entry.settings.name)),
+            )),
+        }
+    }
+}
+
+/// Why a provider cannot be used, or `None` when it can.
+pub fn unavailable_reason(s: &ProviderSettings, has_adapter: bool) -> Option<String> {
+    if !s.enabled {
+        return Some(format!("The provider '{}' is disabled in the configuration.", s.name));
+    }
+    if !has_adapter {
+        return Some(format!(
+            "The provider '{}' (kind {}) is not supported by this build yet.",
+            s.name,
+            s.kind.as_str()
+        ));
+    }
+    if s.api_key.is_none() && s.kind != ProviderKind::OpenaiCompatible {
+        let hint = crate::config::BUILTIN_PROVIDERS
+            .iter()
+            .find(|b| b.0 == s.name)
+            .map(|b| format!(" (set {} or providers.{}.api_key)", b.2[0], s.name))
+            .unwrap_or_else(|| format!(" (set providers.{}.api_key)", s.name));
+        return Some(format!(
+            "The provider '{}' has no API key configured{hint}.",
+            s.name
+        ));
+    }
+    None
+}

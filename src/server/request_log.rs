@@ -1,0 +1,86 @@
+//! `RequestLog`: the one log row a `/v1` request owes. Created once the key is known, filled in as
+//! the request goes, and always written: on `finish`, or from `Drop` when the client went away
+//! (the handler future or the stream body was dropped before finishing).
+
+use crate::{
+    domain::TokenCounts,
+    error::ApiError,
+    store::{KeyRecord, LogRow},
+    workers::log_writer::LogSink,
+};
+use chrono::Utc;
+use std::time::Instant;
+
+pub struct RequestLog {
+    sink: LogSink,
+    row: Option<LogRow>,
+    started: Instant,
+}
+
+impl RequestLog {
+    pub fn new(sink: &LogSink, request_id: &str, key: &KeyRecord) -> Self {
+        Self {
+            sink: sink.clone(),
+            started: Instant::now(),
+            row: Some(LogRow {
+                request_id: request_id.to_string(),
+                created_at: Utc::now(),
+                key_id: Some(key.id),
+                key_name: Some(key.name.clone()),
+                ..LogRow::default()
+            }),
+        }
+    }
+
+    /// The row being built (always present until the log is finished).
+    pub fn row(&mut self) -> &mut LogRow {
+        // `row` is only taken by `take_row`, which consumes the log.
+        self.row.get_or_insert_with(LogRow::default)
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn set_usage(&mut self, usage: Option<TokenCounts>, source: &'static str) {
+        let row = self.row();
+        row.usage_source = usage.is_some().then_some(source);
+        row.usage = usage;
+    }
+
+    fn take_row(&mut self, status: u16, error: Option<String>) -> Option<LogRow> {
+        let latency = self.elapsed_ms();
+        let mut row = self.row.take()?;
+        row.status = status;
+        row.latency_ms = latency;
+        if row.error.is_none() {
+            row.error = error;
+        }
+        Some(row)
+    }
+
+    pub async fn finish(mut self, status: u16, error: Option<String>) {
+        if let Some(row) = self.take_row(status, error) {
+            self.sink.submit(row).await;
+        }
+    }
+
+    pub async fn finish_error(self, err: &ApiError) {
+        let status = err.status().as_u16();
+        self.finish(status, Some(err.log_message())).await;
+    }
+
+    /// Finishes from a synchronous context (a stream's end or drop).
+    pub fn finish_now(&mut self, status: u16, error: Option<String>) {
+        if let Some(row) = self.take_row(status, error) {
+            self.sink.submit_detached(row);
+        }
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        // 499: nginx's "client closed request"; nothing was sent.
+        self.finish_now(499, Some("client_disconnected: the client went away before the response".into()));
+    }
+}

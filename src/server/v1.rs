@@ -1,0 +1,250 @@
+//! The OpenAI-compatible API: `/v1/chat/completions`, `/v1/models`.
+
+use super::{SharedState, middleware::RequestId, relay::Relay, request_log::RequestLog};
+use crate::{
+    domain::validate::parse_chat_request,
+    error::ApiError,
+    routing::RouteError,
+    store::KeyRecord,
+};
+use axum::{
+    Extension, Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, State, rejection::BytesRejection},
+    http::{HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/chat/completions",
+            post(chat_completions).fallback(method_not_allowed),
+        )
+        .route("/models", get(list_models).fallback(method_not_allowed))
+        .route("/models/{*id}", get(get_model).fallback(method_not_allowed))
+        .fallback(unknown_route)
+}
+
+async fn chat_completions(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut log = RequestLog::new(&state.logs, &rid.0, &key);
+    match chat(&state, &key, &mut log, body).await {
+        Ok(Reply::Json(resp)) => {
+            log.finish(200, None).await;
+            resp
+        }
+        Ok(Reply::Stream(relay_parts)) => {
+            let (stream, headers) = relay_parts(log);
+            let mut resp = Response::new(Body::from_stream(stream));
+            *resp.headers_mut() = headers;
+            resp
+        }
+        Err(e) => {
+            log.finish_error(&e).await;
+            e.into_response()
+        }
+    }
+}
+
+type StreamBuilder = Box<dyn FnOnce(RequestLog) -> (Relay, axum::http::HeaderMap) + Send>;
+
+enum Reply {
+    Json(Response),
+    Stream(StreamBuilder),
+}
+
+async fn chat(
+    state: &SharedState,
+    key: &KeyRecord,
+    log: &mut RequestLog,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Reply, ApiError> {
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.config.server.max_body_bytes,
+            }
+        } else {
+            ApiError::invalid(rej.body_text(), None)
+        }
+    })?;
+    let mut req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
+    let stream = req.stream == Some(true);
+    {
+        let row = log.row();
+        row.model = Some(req.model.clone());
+        row.stream = stream;
+    }
+    if !key.allows_model(&req.model) {
+        return Err(ApiError::Forbidden(format!(
+            "This API key is not allowed to use the model `{}`.",
+            req.model
+        )));
+    }
+    let route = state
+        .providers
+        .resolve(&req.model, |_| None)
+        .map_err(|e| match e {
+            RouteError::UnknownModel => ApiError::ModelNotFound(req.model.clone()),
+            RouteError::Unavailable(reason) => ApiError::ProviderNotConfigured(reason),
+        })?;
+    {
+        let row = log.row();
+        row.provider = Some(route.provider.name().to_string());
+        row.upstream_model = Some(route.upstream_model.clone());
+    }
+    req.model = route.upstream_model;
+    let hard_stop = state.hard_stop.clone();
+
+    if stream {
+        let include_usage = req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let chunks = tokio::select! {
+            r = route.provider.chat_stream(req) => r?,
+            _ = hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
+        };
+        return Ok(Reply::Stream(Box::new(move |log| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            (Relay::new(chunks, log, include_usage, hard_stop), headers)
+        })));
+    }
+
+    let answer = tokio::select! {
+        r = route.provider.chat(req) => r?,
+        _ = hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
+    };
+    if let Some(model) = answer.model {
+        log.row().upstream_model = Some(model);
+    }
+    log.set_usage(answer.usage, "reported");
+    let mut resp = Response::new(Body::from(answer.body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Reply::Json(resp))
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    object: &'static str,
+    data: Vec<ModelObject>,
+}
+
+#[derive(Serialize, Clone)]
+struct ModelObject {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: String,
+}
+
+fn available_models(state: &SharedState) -> Vec<ModelObject> {
+    let mut out: Vec<ModelObject> = state
+        .providers
+        .entries()
+        .filter(|e| e.adapter.is_some())
+        .flat_map(|e| {
+            e.settings.models.iter().map(|m| ModelObject {
+                id: m.clone(),
+                object: "model",
+                created: 0,
+                owned_by: e.settings.name.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    out
+}
+
+async fn list_models(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+) -> Response {
+    let data: Vec<ModelObject> = available_models(&state)
+        .into_iter()
+        .filter(|m| key.allows_model(&m.id))
+        .collect();
+    RequestLog::new(&state.logs, &rid.0, &key).finish(200, None).await;
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
+}
+
+async fn get_model(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Response {
+    let mut log = RequestLog::new(&state.logs, &rid.0, &key);
+    log.row().model = Some(id.clone());
+    let found = available_models(&state)
+        .into_iter()
+        .find(|m| m.id == id && key.allows_model(&m.id));
+    match found {
+        Some(m) => {
+            log.finish(200, None).await;
+            Json(m).into_response()
+        }
+        None => {
+            let e = ApiError::ModelNotFound(id);
+            log.finish_error(&e).await;
+            e.into_response()
+        }
+    }
+}
+
+async fn unknown_route(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let e = ApiError::InvalidRequest {
+        message: format!("Unknown request URL: {method} {}.", uri.path()),
+        param: None,
+        code: Some("unknown_url"),
+    };
+    let log = RequestLog::new(&state.logs, &rid.0, &key);
+    log.finish(404, Some(e.log_message())).await;
+    let mut resp = e.into_response();
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}
+
+async fn method_not_allowed(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let e = ApiError::InvalidRequest {
+        message: format!("Method {method} is not allowed for {}.", uri.path()),
+        param: None,
+        code: Some("method_not_allowed"),
+    };
+    let log = RequestLog::new(&state.logs, &rid.0, &key);
+    log.finish(405, Some(e.log_message())).await;
+    let mut resp = e.into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}

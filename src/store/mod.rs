@@ -1,0 +1,176 @@
+//! Persistence behind narrow traits, one per concern, so handlers never see SQL and a PostgreSQL
+//! backend can sit beside `sqlite` without touching them. `Store` bundles the traits for wiring.
+
+pub mod sqlite;
+
+use crate::{crypto::Sealed, domain::TokenCounts};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A client API key as stored (never the key itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    /// Allowed model ids (as requested by clients); `None` allows every model.
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub budget_usd: Option<f64>,
+    pub spent_usd: f64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl KeyRecord {
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|m| m == model))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub budget_usd: Option<f64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRole {
+    Admin,
+    Viewer,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: UserRole,
+    pub session_epoch: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One row of the request log: exactly one per authenticated `/v1` request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRow {
+    pub request_id: String,
+    pub created_at: DateTime<Utc>,
+    pub key_id: Option<i64>,
+    pub key_name: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub usage: Option<TokenCounts>,
+    pub cost_usd: Option<f64>,
+    /// `reported` (from the upstream) or `estimated`; `None` when there is no usage.
+    pub usage_source: Option<&'static str>,
+    pub price_source: Option<String>,
+    pub error: Option<String>,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn create_key(&self, key: NewKey) -> StoreResult<KeyRecord>;
+    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>>;
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Revokes the live key with this name; `NotFound` when there is none.
+    async fn revoke_key(&self, name: &str) -> StoreResult<KeyRecord>;
+    /// A counter bumped by every change to any key, for cross-process cache invalidation.
+    async fn keys_version(&self) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: UserRole,
+    ) -> StoreResult<UserRecord>;
+    async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn count_users(&self) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    async fn put_credential(&self, provider: &str, sealed: &Sealed) -> StoreResult<()>;
+    async fn get_credential(&self, provider: &str) -> StoreResult<Option<Sealed>>;
+    async fn list_credentials(&self) -> StoreResult<Vec<(String, Sealed)>>;
+}
+
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Writes the rows in one transaction: all or none.
+    async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<()>;
+    async fn count_logs(&self) -> StoreResult<i64>;
+}
+
+pub trait Store: KeyStore + UserStore + CredentialStore + LogStore {}
+impl<T: KeyStore + UserStore + CredentialStore + LogStore> Store for T {}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by a database URL and brings its schema up to date.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<DynStore> {
+    Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
+}
+
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_time(s: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {s:?}: {e}")))
+}

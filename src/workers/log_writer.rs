@@ -1,0 +1,155 @@
+//! The request log: handlers hand rows to a bounded queue (`LogSink`); one writer task drains it in
+//! batches, one transaction per batch.
+//!
+//! When the queue is full (the database has fallen far behind), `submit` waits for room: requests
+//! slow down rather than lose a row. Rows are never dropped silently; the waits are counted.
+//! A failed batch is retried with backoff and kept in memory meanwhile.
+
+use crate::store::{DynStore, LogRow};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub submitted: AtomicU64,
+    pub written: AtomicU64,
+    /// Times a request had to wait because the queue was full.
+    pub full_waits: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// Rows that could not be written (only possible if the database stays down through shutdown).
+    pub lost: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<LogRow>,
+    tracker: TaskTracker,
+    stats: Arc<LogStats>,
+    capacity: usize,
+}
+
+impl LogSink {
+    pub fn new(capacity: usize, tracker: TaskTracker) -> (Self, mpsc::Receiver<LogRow>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Self {
+                tx,
+                tracker,
+                stats: Arc::new(LogStats::default()),
+                capacity,
+            },
+            rx,
+        )
+    }
+
+    pub fn stats(&self) -> &Arc<LogStats> {
+        &self.stats
+    }
+
+    /// Rows waiting to be written.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// Queues a row; waits only when the queue is full.
+    pub async fn submit(&self, row: LogRow) {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(row) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(row)) => {
+                self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("request log queue is full; waiting for the writer");
+                if let Err(e) = self.tx.send(row).await {
+                    self.lost(&e.0);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(row)) => self.lost(&row),
+        }
+    }
+
+    /// For places that cannot wait (a `Drop`): queues now, or hands the wait to a tracked task.
+    pub fn submit_detached(&self, row: LogRow) {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(row) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(row)) => {
+                self.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+                let tx = self.tx.clone();
+                let this = self.clone();
+                self.tracker.spawn(async move {
+                    if let Err(e) = tx.send(row).await {
+                        this.lost(&e.0);
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(row)) => self.lost(&row),
+        }
+    }
+
+    fn lost(&self, row: &LogRow) {
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(request_id = %row.request_id, "request log is closed; row not written");
+    }
+}
+
+/// Drains the queue until `close` fires and every queued row is written.
+pub async fn run(
+    store: DynStore,
+    mut rx: mpsc::Receiver<LogRow>,
+    batch_size: usize,
+    stats: Arc<LogStats>,
+    close: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(batch_size);
+    let mut closing = false;
+    loop {
+        let n = tokio::select! {
+            biased;
+            n = rx.recv_many(&mut buf, batch_size) => n,
+            _ = close.cancelled(), if !closing => {
+                // No new rows after this; everything already queued is still received.
+                rx.close();
+                closing = true;
+                continue;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        write_batch(&store, &buf, &stats, &close).await;
+        buf.clear();
+    }
+    tracing::debug!("request log writer finished");
+}
+
+async fn write_batch(store: &DynStore, rows: &[LogRow], stats: &LogStats, close: &CancellationToken) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1u32.. {
+        match store.insert_logs(rows).await {
+            Ok(()) => {
+                stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, attempt, rows = rows.len(), "writing request log rows failed; retrying");
+                // While serving, keep retrying: the queue applies back-pressure meanwhile. During
+                // shutdown, give up after a bounded number of attempts so the process can exit.
+                if close.is_cancelled() && attempt >= 10 {
+                    stats.lost.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    tracing::error!(rows = rows.len(), "giving up on request log rows at shutdown");
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
