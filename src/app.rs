@@ -32,9 +32,8 @@ const HARD_STOP_FLUSH: Duration = Duration::from_secs(5);
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("could not create data_dir {}", config.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("could not create data_dir {}", config.data_dir.display()))?;
         let master = load_master_key(&config)?;
         let store = store::open(&config.database_url(), config.database.max_connections)
             .await
@@ -149,7 +148,10 @@ async fn serve(
             hard_stop.cancel();
         }
     }
-    if tokio::time::timeout(HARD_STOP_FLUSH, &mut server).await.is_err() {
+    if tokio::time::timeout(HARD_STOP_FLUSH, &mut server)
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not close in time");
     }
 }
@@ -187,7 +189,9 @@ async fn build_providers(
                 Ok(plain) => {
                     settings.api_key = Some(String::from_utf8_lossy(&plain).into_owned().into())
                 }
-                Err(e) => tracing::error!(provider = %settings.name, error = %e, "stored provider key unusable"),
+                Err(e) => {
+                    tracing::error!(provider = %settings.name, error = %e, "stored provider key unusable")
+                }
             }
         }
         let adapter = providers::build(&settings, client.clone());

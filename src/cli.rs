@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use std::{io::Read, path::PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "gophergate", version, about = "A self-hosted, OpenAI-compatible LLM gateway.")]
+#[command(
+    name = "gophergate",
+    version,
+    about = "A self-hosted, OpenAI-compatible LLM gateway."
+)]
 pub struct Cli {
     /// TOML configuration file (else $GOPHERGATE_CONFIG, else ./gophergate.toml when present).
     #[arg(long, global = true, value_name = "PATH")]
@@ -87,7 +91,8 @@ pub const BCRYPT_COST: u32 = 12;
 
 /// Runs a command; the caller prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow!("configuration error: {e}"))?;
+    let config =
+        Config::load(cli.config.as_deref()).map_err(|e| anyhow!("configuration error: {e}"))?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Keys(cmd) => keys(config, cmd).await,
@@ -160,14 +165,23 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 .map(|e| {
                     DateTime::parse_from_rfc3339(&e)
                         .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| anyhow!("--expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z"))
+                        .map_err(|_| {
+                            anyhow!(
+                                "--expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                            )
+                        })
                 })
                 .transpose()?;
             if expires_at.is_some_and(|t| t <= Utc::now()) {
                 bail!("--expires must be in the future");
             }
             let models = models
-                .map(|m| m.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+                .map(|m| {
+                    m.into_iter()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                })
                 .filter(|m| !m.is_empty());
             let key = crypto::generate_client_key();
             store
@@ -204,9 +218,13 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     format!("{}…", k.prefix),
                     status,
                     k.rpm.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
-                    k.budget_usd.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into()),
+                    k.budget_usd
+                        .map(|b| format!("{b:.2}"))
+                        .unwrap_or_else(|| "-".into()),
                     store::format_time(k.created_at),
-                    k.expires_at.map(store::format_time).unwrap_or_else(|| "-".into()),
+                    k.expires_at
+                        .map(store::format_time)
+                        .unwrap_or_else(|| "-".into()),
                     k.models.map(|m| m.join(",")).unwrap_or_else(|| "*".into()),
                 );
             }
@@ -227,7 +245,9 @@ async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
         password_stdin,
     } = cmd;
     if !password_stdin {
-        bail!("pass --password-stdin and write the password to standard input (passwords are never taken from the command line)");
+        bail!(
+            "pass --password-stdin and write the password to standard input (passwords are never taken from the command line)"
+        );
     }
     let username = username.trim().to_string();
     if username.is_empty() {
@@ -263,7 +283,11 @@ fn config_check(config: &Config) -> anyhow::Result<()> {
         let path = config.data_dir.join("encryption.key");
         println!(
             "# encryption_key: {} {}",
-            if path.exists() { "read from" } else { "will be generated into" },
+            if path.exists() {
+                "read from"
+            } else {
+                "will be generated into"
+            },
             path.display()
         );
     }
@@ -274,7 +298,11 @@ fn config_check(config: &Config) -> anyhow::Result<()> {
             p.name,
             p.kind.as_str(),
             p.base_url,
-            if p.api_key.is_some() { "set" } else { "missing" },
+            if p.api_key.is_some() {
+                "set"
+            } else {
+                "missing"
+            },
             if p.enabled { "" } else { " (disabled)" }
         );
     }

@@ -324,7 +324,10 @@ impl Config {
             {
                 return Err(invalid(
                     format!("providers.{name}.kind"),
-                    format!("the built-in provider `{name}` is always of kind `{}`", kind.as_str()),
+                    format!(
+                        "the built-in provider `{name}` is always of kind `{}`",
+                        kind.as_str()
+                    ),
                 ));
             }
             out.push(settings(name, kind, cfg, default_url)?);
@@ -412,21 +415,30 @@ mod tests {
         assert_eq!(c.registry.refresh, Duration::from_secs(86_400));
         let p = c.providers().unwrap();
         assert_eq!(p.len(), 4);
-        assert_eq!(p[1].base_url, "https://generativelanguage.googleapis.com/v1beta");
+        assert_eq!(
+            p[1].base_url,
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
     }
 
     #[test]
     fn unknown_key_names_its_path() {
-        let err = from_toml("[server]\nlisen = \"0.0.0.0:1\"\n").unwrap_err().to_string();
+        let err = from_toml("[server]\nlisen = \"0.0.0.0:1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("server"), "{err}");
     }
 
     #[test]
     fn bad_value_names_its_path() {
-        let err = from_toml("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        let err = from_toml("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.listen"), "{err}");
-        let err = from_toml("[registry]\nrefresh = \"soon\"\n").unwrap_err().to_string();
+        let err = from_toml("[registry]\nrefresh = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("registry.refresh"), "{err}");
     }
 
@@ -452,7 +464,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("encryption_key"), "{err}");
-        let err = from_toml("encryption_key = \"abcd\"\n").unwrap_err().to_string();
+        let err = from_toml("encryption_key = \"abcd\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("encryption_key"), "{err}");
     }
 }

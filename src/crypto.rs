@@ -43,7 +43,9 @@ impl MasterKey {
         let bytes = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).map_err(|_| KeyError::Encoding)?
         } else {
-            use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+            use base64::engine::general_purpose::{
+                STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+            };
             [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                 .iter()
                 .find_map(|e| e.decode(text).ok())
@@ -167,7 +169,13 @@ impl DataCipher {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, aes_gcm::aead::Payload { msg: plaintext, aad })
+            .encrypt(
+                &nonce,
+                aes_gcm::aead::Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             // Encryption only fails for messages over 64 GiB.
             .unwrap_or_default();
         Sealed {
@@ -227,18 +235,33 @@ mod tests {
     fn parses_hex_and_base64() {
         let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
         assert!(MasterKey::parse(hex_key).is_ok());
-        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode([
+            7u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+            24, 25, 26, 27, 28, 29, 30, 31,
+        ]);
         assert!(MasterKey::parse(&b64).is_ok());
     }
 
     #[test]
     fn refuses_wrong_length_and_weak_keys() {
-        assert!(matches!(MasterKey::parse("abcd"), Err(KeyError::WrongLength(2))));
-        assert!(matches!(MasterKey::parse(&"ab".repeat(31)), Err(KeyError::WrongLength(31))));
-        assert!(matches!(MasterKey::parse(&"00".repeat(32)), Err(KeyError::Weak)));
+        assert!(matches!(
+            MasterKey::parse("abcd"),
+            Err(KeyError::WrongLength(2))
+        ));
+        assert!(matches!(
+            MasterKey::parse(&"ab".repeat(31)),
+            Err(KeyError::WrongLength(31))
+        ));
+        assert!(matches!(
+            MasterKey::parse(&"00".repeat(32)),
+            Err(KeyError::Weak)
+        ));
         let b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
         assert!(matches!(MasterKey::parse(&b64), Err(KeyError::Weak)));
-        assert!(matches!(MasterKey::parse("not a key!"), Err(KeyError::Encoding)));
+        assert!(matches!(
+            MasterKey::parse("not a key!"),
+            Err(KeyError::Encoding)
+        ));
     }
 
     #[test]
@@ -252,7 +275,10 @@ mod tests {
         // Bound to its row, and to its key.
         assert!(c.open(&sealed, b"gemini").is_err());
         let other = MasterKey::generate().data_cipher();
-        assert!(matches!(other.open(&sealed, b"openai"), Err(CipherError::WrongKey(_))));
+        assert!(matches!(
+            other.open(&sealed, b"openai"),
+            Err(CipherError::WrongKey(_))
+        ));
         // A fresh nonce each time.
         assert_ne!(c.seal(b"x", b"").nonce, c.seal(b"x", b"").nonce);
     }

@@ -79,9 +79,11 @@ impl ApiError {
             }
             Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key"), None),
             Self::Forbidden(_) => ("permission_error", Some("model_not_allowed"), Some("model")),
-            Self::ModelNotFound(_) | Self::ProviderNotConfigured(_) => {
-                ("invalid_request_error", Some("model_not_found"), Some("model"))
-            }
+            Self::ModelNotFound(_) | Self::ProviderNotConfigured(_) => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model"),
+            ),
             Self::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"), None)
             }
@@ -94,7 +96,9 @@ impl ApiError {
     /// The message a client may see. Internal errors are logged, never shown.
     pub fn public_message(&self) -> String {
         match self {
-            Self::Internal(_) => "The gateway had an internal error while processing your request.".into(),
+            Self::Internal(_) => {
+                "The gateway had an internal error while processing your request.".into()
+            }
             Self::Upstream(e) => e.public_message(),
             other => other.to_string(),
         }

@@ -96,7 +96,10 @@ impl Router {
                     .map(|(_, name)| name.to_string())
             })
             .ok_or(RouteError::UnknownModel)?;
-        let entry = self.providers.get(&provider).ok_or(RouteError::UnknownModel)?;
+        let entry = self
+            .providers
+            .get(&provider)
+            .ok_or(RouteError::UnknownModel)?;
         Self::use_entry(entry, model)
     }
 
@@ -107,10 +110,9 @@ impl Router {
                 upstream_model: model.to_string(),
             }),
             None => Err(RouteError::Unavailable(
-                entry
-                    .unavailable_reason
-                    .clone()
-                    .unwrap_or_else(|| format!("provider '{}' is not available", entry.settings.name)),
+                entry.unavailable_reason.clone().unwrap_or_else(|| {
+                    format!("provider '{}' is not available", entry.settings.name)
+                }),
             )),
         }
     }
@@ -119,7 +121,10 @@ impl Router {
 /// Why a provider cannot be used, or `None` when it can.
 pub fn unavailable_reason(s: &ProviderSettings, has_adapter: bool) -> Option<String> {
     if !s.enabled {
-        return Some(format!("The provider '{}' is disabled in the configuration.", s.name));
+        return Some(format!(
+            "The provider '{}' is disabled in the configuration.",
+            s.name
+        ));
     }
     if !has_adapter {
         return Some(format!(

@@ -6,7 +6,10 @@ use gophergate::mock::{MockConfig, MockServer};
 use std::{net::SocketAddr, time::Duration};
 
 #[derive(Parser)]
-#[command(name = "gophergate-mock", about = "A fake LLM provider for tests, benchmarks and demos.")]
+#[command(
+    name = "gophergate-mock",
+    about = "A fake LLM provider for tests, benchmarks and demos."
+)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,

@@ -27,9 +27,9 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
             None,
         )
     })?;
-    let obj = value.as_object().ok_or_else(|| {
-        InvalidRequest::new("The request body must be a JSON object.", None)
-    })?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| InvalidRequest::new("The request body must be a JSON object.", None))?;
     for field in ["model", "messages"] {
         if obj.get(field).is_none_or(|v| v.is_null()) {
             return Err(InvalidRequest::new(
@@ -41,10 +41,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
     let req: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        InvalidRequest::new(
-            format!("Invalid value for '{path}': {inner}."),
-            Some(&path),
-        )
+        InvalidRequest::new(format!("Invalid value for '{path}': {inner}."), Some(&path))
     })?;
     check(&req)?;
     Ok(req)
@@ -135,10 +132,16 @@ mod tests {
             "tool_choice":{"type":"function","function":{"name":"f"}},"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{}}},
             "metadata":{"a":"b"},"store":false}"#;
         let req = parse_chat_request(body.as_bytes()).unwrap();
-        assert_eq!(req.extra.get("store"), Some(&serde_json::Value::Bool(false)));
+        assert_eq!(
+            req.extra.get("store"),
+            Some(&serde_json::Value::Bool(false))
+        );
         let back = serde_json::to_value(&req).unwrap();
         assert_eq!(back["metadata"]["a"], "b");
-        assert_eq!(back["messages"][0]["content"][1]["image_url"]["url"], "data:image/png;base64,AA==");
+        assert_eq!(
+            back["messages"][0]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AA=="
+        );
         assert!(back.get("stream").is_none());
     }
 
@@ -148,11 +151,18 @@ mod tests {
         assert!(err("[1]").message.contains("JSON object"));
         assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
         assert_eq!(err(r#"{"model":"m"}"#).param.as_deref(), Some("messages"));
-        assert_eq!(err(r#"{"model":"m","messages":[]}"#).param.as_deref(), Some("messages"));
-        assert_eq!(err(r#"{"model":5,"messages":[]}"#).param.as_deref(), Some("model"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model":5,"messages":[]}"#).param.as_deref(),
+            Some("model")
+        );
         let e = err(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#);
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#);
+        let e =
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#);
         assert_eq!(e.param.as_deref(), Some("temperature"));
         let e = err(r#"{"model":"m","messages":[{"role":"user"}]}"#);
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));

@@ -46,11 +46,18 @@ impl MockState {
     }
 
     pub fn requests(&self) -> Vec<Value> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn last_request(&self) -> Option<Value> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
     }
 }
 
@@ -69,7 +76,9 @@ impl Directives {
     pub fn parse(text: &str) -> Self {
         let mut d = Directives::default();
         for piece in text.split("[[mock:").skip(1) {
-            let Some(body) = piece.split("]]").next() else { continue };
+            let Some(body) = piece.split("]]").next() else {
+                continue;
+            };
             let (k, v) = body.split_once('=').unwrap_or((body, ""));
             let ms = || v.parse::<u64>().ok().map(Duration::from_millis);
             match k {
@@ -112,7 +121,13 @@ pub struct MockServer {
 
 impl MockServer {
     pub async fn start(config: MockConfig) -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))), config).await
+        Self::start_on(
+            "127.0.0.1:0"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            config,
+        )
+        .await
     }
 
     pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {

@@ -46,14 +46,17 @@ fn error(status: u16, presented_key: &str) -> Response {
     )
         .into_response();
     if status == 429 {
-        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     resp
 }
 
 /// Rough token count the mock reports: one per four bytes of message text, at least one.
 pub fn prompt_tokens(body: &Value) -> u64 {
-    (all_text(&body["messages"]).len() as u64).div_ceil(4).max(1)
+    (all_text(&body["messages"]).len() as u64)
+        .div_ceil(4)
+        .max(1)
 }
 
 pub fn reply_words(body: &Value) -> Vec<String> {
@@ -107,7 +110,12 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         return stream_reply(upstream_model, words, usage, include_usage, &d);
     }
     if d.garbage {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"id\": \"chatcmpl-x\", \"choices\": [").into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"id\": \"chatcmpl-x\", \"choices\": [",
+        )
+            .into_response();
     }
     let (message, finish) = if d.tools {
         (
@@ -173,7 +181,10 @@ fn stream_reply(
         events.truncate(n);
     } else {
         let finish = if d.tools { "tool_calls" } else { "stop" };
-        events.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]), None));
+        events.push(chunk(
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+            None,
+        ));
         if include_usage {
             events.push(chunk(json!([]), Some(&usage)));
         }
@@ -181,16 +192,22 @@ fn stream_reply(
     }
     let stall = d.stall.unwrap_or(Duration::ZERO);
     let cut_after = cut.is_some();
-    let body = stream::unfold((events.into_iter(), false), move |(mut it, first_sent)| async move {
-        if first_sent && !stall.is_zero() {
-            tokio::time::sleep(stall).await;
-        }
-        match it.next() {
-            Some(e) => Some((Ok::<_, std::io::Error>(Bytes::from(e)), (it, true))),
-            None if cut_after => Some((Err(std::io::Error::other("mock cut the stream")), (it, true))),
-            None => None,
-        }
-    });
+    let body = stream::unfold(
+        (events.into_iter(), false),
+        move |(mut it, first_sent)| async move {
+            if first_sent && !stall.is_zero() {
+                tokio::time::sleep(stall).await;
+            }
+            match it.next() {
+                Some(e) => Some((Ok::<_, std::io::Error>(Bytes::from(e)), (it, true))),
+                None if cut_after => Some((
+                    Err(std::io::Error::other("mock cut the stream")),
+                    (it, true),
+                )),
+                None => None,
+            }
+        },
+    );
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(body))

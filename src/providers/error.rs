@@ -112,7 +112,11 @@ pub struct ParsedError {
 
 pub fn parse_error_body(body: &[u8]) -> ParsedError {
     let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body).trim().chars().take(300).collect::<String>();
+        let text = String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(300)
+            .collect::<String>();
         return ParsedError {
             message: (!text.is_empty()).then_some(text),
             ..Default::default()
@@ -139,8 +143,11 @@ pub fn parse_error_body(body: &[u8]) -> ParsedError {
                 out.reasons.push(status);
             }
             if let Some(Value::Array(details)) = e.get("details") {
-                out.reasons
-                    .extend(details.iter().filter_map(|d| d.get("reason").and_then(as_text)));
+                out.reasons.extend(
+                    details
+                        .iter()
+                        .filter_map(|d| d.get("reason").and_then(as_text)),
+                );
             }
         }
         Some(Value::String(msg)) => {
@@ -160,24 +167,33 @@ mod tests {
 
     #[test]
     fn reads_every_error_shape() {
-        let p = parse_error_body(br#"{"error":{"message":"m","type":"t","param":"max_tokens","code":"c"}}"#);
+        let p = parse_error_body(
+            br#"{"error":{"message":"m","type":"t","param":"max_tokens","code":"c"}}"#,
+        );
         assert_eq!(p.message.as_deref(), Some("m"));
         assert_eq!(p.param.as_deref(), Some("max_tokens"));
         let p = parse_error_body(br#"[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}]"#);
         assert_eq!(p.code.as_deref(), Some("400"));
         assert_eq!(p.reasons, vec!["INVALID_ARGUMENT", "API_KEY_INVALID"]);
         let p = parse_error_body(br#"{"code":"Client specified an invalid argument","error":"Incorrect API key provided: xa***."}"#);
-        assert_eq!(p.message.as_deref(), Some("Incorrect API key provided: xa***."));
+        assert_eq!(
+            p.message.as_deref(),
+            Some("Incorrect API key provided: xa***.")
+        );
         let p = parse_error_body(b"<html>bad gateway</html>");
         assert_eq!(p.message.as_deref(), Some("<html>bad gateway</html>"));
     }
 
     #[test]
     fn statuses() {
-        let e = UpstreamError::Auth { provider: "openai".into() };
+        let e = UpstreamError::Auth {
+            provider: "openai".into(),
+        };
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(e.parts().1, Some("upstream_auth_failed"));
-        let e = UpstreamError::Timeout { provider: "openai".into() };
+        let e = UpstreamError::Timeout {
+            provider: "openai".into(),
+        };
         assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
         let e = UpstreamError::Status {
             provider: "openai".into(),

@@ -107,8 +107,8 @@ impl Provider for OpenAiProvider {
         req.stream_options = None;
         let resp = self.send(&req).await?;
         let body = read_body(&self.name, resp).await?;
-        let peek: Peek = serde_json::from_slice(&body)
-            .map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
+        let peek: Peek =
+            serde_json::from_slice(&body).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
         Ok(ProviderResponse {
             usage: peek.usage.map(|u| u.normalize()),
             model: peek.model,

@@ -63,13 +63,26 @@ mod tests {
 
     #[test]
     fn openai_usage_is_kept() {
-        let t = parse(r#"{"prompt_tokens":16,"completion_tokens":363,"total_tokens":379,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":300}}"#);
-        assert_eq!(t, TokenCounts { prompt: 16, completion: 363, cached: 4, reasoning: 300, cache_write: 0 });
+        let t = parse(
+            r#"{"prompt_tokens":16,"completion_tokens":363,"total_tokens":379,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":300}}"#,
+        );
+        assert_eq!(
+            t,
+            TokenCounts {
+                prompt: 16,
+                completion: 363,
+                cached: 4,
+                reasoning: 300,
+                cache_write: 0
+            }
+        );
     }
 
     #[test]
     fn xai_reasoning_is_folded_into_completion() {
-        let t = parse(r#"{"prompt_tokens":12,"completion_tokens":1,"total_tokens":241,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":228}}"#);
+        let t = parse(
+            r#"{"prompt_tokens":12,"completion_tokens":1,"total_tokens":241,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":228}}"#,
+        );
         assert_eq!(t.completion, 229);
         assert_eq!(t.reasoning, 228);
         assert_eq!(t.cached, 2);
@@ -77,7 +90,9 @@ mod tests {
 
     #[test]
     fn deepseek_cache_hits_are_cached_tokens() {
-        let t = parse(r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_cache_hit_tokens":6,"prompt_cache_miss_tokens":4}"#);
+        let t = parse(
+            r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_cache_hit_tokens":6,"prompt_cache_miss_tokens":4}"#,
+        );
         assert_eq!(t.cached, 6);
     }
 }

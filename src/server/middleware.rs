@@ -80,9 +80,17 @@ pub async fn require_client_key(
             req.extensions_mut().insert(key);
             next.run(req).await
         }
-        Err(AuthError::Unknown) => ApiError::Unauthorized("Incorrect API key provided.").into_response(),
-        Err(AuthError::Revoked) => ApiError::Unauthorized("This API key has been revoked.").into_response(),
-        Err(AuthError::Expired) => ApiError::Unauthorized("This API key has expired.").into_response(),
-        Err(AuthError::Store(e)) => ApiError::Internal(format!("key lookup failed: {e}")).into_response(),
+        Err(AuthError::Unknown) => {
+            ApiError::Unauthorized("Incorrect API key provided.").into_response()
+        }
+        Err(AuthError::Revoked) => {
+            ApiError::Unauthorized("This API key has been revoked.").into_response()
+        }
+        Err(AuthError::Expired) => {
+            ApiError::Unauthorized("This API key has expired.").into_response()
+        }
+        Err(AuthError::Store(e)) => {
+            ApiError::Internal(format!("key lookup failed: {e}")).into_response()
+        }
     }
 }

@@ -36,7 +36,10 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     let v1 = v1::routes()
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
-        .layer(from_fn_with_state(state.clone(), middleware::require_client_key));
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::require_client_key,
+        ));
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health))

@@ -81,6 +81,9 @@ impl RequestLog {
 impl Drop for RequestLog {
     fn drop(&mut self) {
         // 499: nginx's "client closed request"; nothing was sent.
-        self.finish_now(499, Some("client_disconnected: the client went away before the response".into()));
+        self.finish_now(
+            499,
+            Some("client_disconnected: the client went away before the response".into()),
+        );
     }
 }

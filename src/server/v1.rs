@@ -2,10 +2,7 @@
 
 use super::{SharedState, middleware::RequestId, relay::Relay, request_log::RequestLog};
 use crate::{
-    domain::validate::parse_chat_request,
-    error::ApiError,
-    routing::RouteError,
-    store::KeyRecord,
+    domain::validate::parse_chat_request, error::ApiError, routing::RouteError, store::KeyRecord,
 };
 use axum::{
     Extension, Json, Router,
@@ -116,7 +113,10 @@ async fn chat(
         };
         return Ok(Reply::Stream(Box::new(move |log| {
             let mut headers = axum::http::HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             (Relay::new(chunks, log, include_usage, hard_stop), headers)
@@ -132,8 +132,10 @@ async fn chat(
     }
     log.set_usage(answer.usage, "reported");
     let mut resp = Response::new(Body::from(answer.body));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(Reply::Json(resp))
 }
 
@@ -179,7 +181,9 @@ async fn list_models(
         .into_iter()
         .filter(|m| key.allows_model(&m.id))
         .collect();
-    RequestLog::new(&state.logs, &rid.0, &key).finish(200, None).await;
+    RequestLog::new(&state.logs, &rid.0, &key)
+        .finish(200, None)
+        .await;
     Json(ModelList {
         object: "list",
         data,

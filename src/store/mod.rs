@@ -148,11 +148,30 @@ pub trait CredentialStore: Send + Sync {
     async fn list_credentials(&self) -> StoreResult<Vec<(String, Sealed)>>;
 }
 
+/// A stored log row with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredLog {
+    pub id: i64,
+    pub row: LogRow,
+}
+
+/// Filters for reading the log, newest first. `before` is an id cursor for paging.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub limit: u32,
+    pub before: Option<i64>,
+    pub key_name: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<u16>,
+}
+
 #[async_trait]
 pub trait LogStore: Send + Sync {
     /// Writes the rows in one transaction: all or none.
     async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<()>;
     async fn count_logs(&self) -> StoreResult<i64>;
+    async fn query_logs(&self, q: &LogQuery) -> StoreResult<Vec<StoredLog>>;
 }
 
 pub trait Store: KeyStore + UserStore + CredentialStore + LogStore {}
@@ -162,7 +181,9 @@ pub type DynStore = Arc<dyn Store>;
 
 /// Opens the store named by a database URL and brings its schema up to date.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<DynStore> {
-    Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
+    Ok(Arc::new(
+        sqlite::SqliteStore::open(url, max_connections).await?,
+    ))
 }
 
 pub fn format_time(t: DateTime<Utc>) -> String {

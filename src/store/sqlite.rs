@@ -4,7 +4,10 @@
 use super::*;
 use sqlx::{
     Row,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
 };
 use std::{str::FromStr, time::Duration};
 
@@ -42,7 +45,8 @@ fn opt_time(s: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_time).transpose()
 }
 
-const KEY_COLUMNS: &str = "id, name, key_prefix, models, rpm, budget_usd, spent_usd, expires_at, revoked_at, created_at";
+const KEY_COLUMNS: &str =
+    "id, name, key_prefix, models, rpm, budget_usd, spent_usd, expires_at, revoked_at, created_at";
 
 fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
     let models: Option<String> = row.try_get("models")?;
@@ -115,10 +119,12 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
-        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"))
-            .bind(hash.as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+        ))
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
@@ -144,9 +150,11 @@ impl KeyStore for SqliteStore {
     }
 
     async fn keys_version(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = 'keys_version'")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'keys_version'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -216,10 +224,12 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn get_credential(&self, provider: &str) -> StoreResult<Option<Sealed>> {
-        let row = sqlx::query("SELECT key_id, nonce, ciphertext FROM provider_credentials WHERE provider = ?")
-            .bind(provider)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT key_id, nonce, ciphertext FROM provider_credentials WHERE provider = ?",
+        )
+        .bind(provider)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(Sealed {
                 key_id: r.try_get("key_id")?,
@@ -296,4 +306,70 @@ impl LogStore for SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn query_logs(&self, q: &LogQuery) -> StoreResult<Vec<StoredLog>> {
+        let mut qb =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM request_logs WHERE 1 = 1");
+        if let Some(before) = q.before {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        if let Some(k) = &q.key_name {
+            qb.push(" AND key_name = ").push_bind(k);
+        }
+        if let Some(m) = &q.model {
+            qb.push(" AND model = ").push_bind(m);
+        }
+        if let Some(p) = &q.provider {
+            qb.push(" AND provider = ").push_bind(p);
+        }
+        if let Some(s) = q.status {
+            qb.push(" AND status = ").push_bind(i64::from(s));
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(q.limit.max(1)));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(log_from_row).collect()
+    }
+}
+
+fn log_from_row(r: &SqliteRow) -> StoreResult<StoredLog> {
+    let n = |col: &str| -> StoreResult<Option<u64>> {
+        Ok(r.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
+    };
+    let usage = match (n("prompt_tokens")?, n("completion_tokens")?) {
+        (Some(prompt), Some(completion)) => Some(TokenCounts {
+            prompt,
+            completion,
+            cached: n("cached_tokens")?.unwrap_or(0),
+            reasoning: n("reasoning_tokens")?.unwrap_or(0),
+            cache_write: 0,
+        }),
+        _ => None,
+    };
+    let usage_source: Option<String> = r.try_get("usage_source")?;
+    Ok(StoredLog {
+        id: r.try_get("id")?,
+        row: LogRow {
+            request_id: r.try_get("request_id")?,
+            created_at: parse_time(&r.try_get::<String, _>("created_at")?)?,
+            key_id: r.try_get("key_id")?,
+            key_name: r.try_get("key_name")?,
+            provider: r.try_get("provider")?,
+            model: r.try_get("model")?,
+            upstream_model: r.try_get("upstream_model")?,
+            stream: r.try_get("stream")?,
+            status: r.try_get::<i64, _>("status")?.clamp(0, 999) as u16,
+            latency_ms: n("latency_ms")?.unwrap_or(0),
+            ttft_ms: n("ttft_ms")?,
+            usage,
+            cost_usd: r.try_get("cost_usd")?,
+            usage_source: match usage_source.as_deref() {
+                Some("reported") => Some("reported"),
+                Some("estimated") => Some("estimated"),
+                _ => None,
+            },
+            price_source: r.try_get("price_source")?,
+            error: r.try_get("error")?,
+        },
+    })
 }

@@ -129,12 +129,19 @@ pub async fn run(
     tracing::debug!("request log writer finished");
 }
 
-async fn write_batch(store: &DynStore, rows: &[LogRow], stats: &LogStats, close: &CancellationToken) {
+async fn write_batch(
+    store: &DynStore,
+    rows: &[LogRow],
+    stats: &LogStats,
+    close: &CancellationToken,
+) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1u32.. {
         match store.insert_logs(rows).await {
             Ok(()) => {
-                stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                stats
+                    .written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 return;
             }
             Err(e) => {
@@ -144,7 +151,10 @@ async fn write_batch(store: &DynStore, rows: &[LogRow], stats: &LogStats, close:
                 // shutdown, give up after a bounded number of attempts so the process can exit.
                 if close.is_cancelled() && attempt >= 10 {
                     stats.lost.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    tracing::error!(rows = rows.len(), "giving up on request log rows at shutdown");
+                    tracing::error!(
+                        rows = rows.len(),
+                        "giving up on request log rows at shutdown"
+                    );
                     return;
                 }
                 tokio::time::sleep(delay).await;
