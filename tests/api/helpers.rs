@@ -157,3 +157,80 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+impl TestApp {
+    /// An authenticated GET with this app's default key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An authenticated POST of raw bytes as JSON to a `/v1` path.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A chat request with another client key.
+    pub async fn chat_as(&self, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The URL of this app's SQLite database (valid after `shutdown` too).
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}/gophergate.db", self.dir.path().display())
+    }
+}
+
+/// Checks `{"error": {"message", "type", "param", "code"}}` with all four keys present and a
+/// non-empty message; returns the inner object.
+pub fn openai_error(body: &serde_json::Value) -> &serde_json::Map<String, serde_json::Value> {
+    let obj = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let err = obj["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object: {body}"));
+    for k in ["message", "type", "param", "code"] {
+        assert!(err.contains_key(k), "error body lacks `{k}`: {body}");
+    }
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error message missing: {body}"
+    );
+    assert!(err["type"].is_string(), "error type missing: {body}");
+    err
+}
+
+/// A port nobody listens on (bound, read, released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Reads a streamed response chunk by chunk until it ends (or errors), returning the text.
+pub async fn read_stream(resp: reqwest::Response) -> String {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut s = resp.bytes_stream();
+    while let Some(Ok(chunk)) = s.next().await {
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8(out).unwrap()
+}
