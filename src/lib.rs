@@ -22,4 +22,5 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod translate;
 pub mod workers;

@@ -2,7 +2,7 @@
 //! Point the gateway at it with `OPENAI_BASE_URL=http://127.0.0.1:9000/v1`.
 
 use clap::Parser;
-use gophergate::mock::{MockConfig, MockServer};
+use gophergate::mock::{Dialect, MockConfig, MockServer};
 use std::{net::SocketAddr, time::Duration};
 
 #[derive(Parser)]
@@ -19,12 +19,22 @@ struct Args {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Wire format to speak: openai, gemini, deepseek or xai.
+    #[arg(long, default_value = "openai", value_parser = ["openai", "gemini", "deepseek", "xai"])]
+    dialect: String,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let dialect = match args.dialect.as_str() {
+        "gemini" => Dialect::Gemini,
+        "deepseek" => Dialect::DeepSeek,
+        "xai" => Dialect::Xai,
+        _ => Dialect::OpenAi,
+    };
     let config = MockConfig {
+        dialect,
         api_key: args.api_key,
         latency: Duration::from_millis(args.latency_ms),
     };

@@ -19,8 +19,19 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// Which provider's wire format a mock instance speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    OpenAi,
+    Gemini,
+    DeepSeek,
+    Xai,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MockConfig {
+    pub dialect: Dialect,
     /// When set, requests must carry this key or get the provider's "bad key" error.
     pub api_key: Option<String>,
     /// Added before every answer (and before the first chunk of a stream).
@@ -152,6 +163,14 @@ impl MockServer {
     pub fn openai_base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
+
+    /// Base URL in the form the gateway expects for this mock's dialect (API version included).
+    pub fn base_url(&self) -> String {
+        match self.state.config.dialect {
+            Dialect::OpenAi | Dialect::Xai | Dialect::DeepSeek => format!("http://{}/v1", self.addr),
+            Dialect::Gemini => format!("http://{}/v1beta", self.addr),
+        }
+    }
 }
 
 impl Drop for MockServer {
@@ -161,5 +180,9 @@ impl Drop for MockServer {
 }
 
 pub fn router(state: Arc<MockState>) -> Router {
-    openai::routes().with_state(state)
+    match state.config.dialect {
+        Dialect::OpenAi => openai::routes().with_state(state),
+        // Each dialect gets its own module as it is written; until then it speaks OpenAI's.
+        Dialect::Gemini | Dialect::DeepSeek | Dialect::Xai => openai::routes().with_state(state),
+    }
 }
