@@ -26,6 +26,13 @@ pub enum UpstreamError {
     Timeout { provider: String },
     #[error("{provider} sent a response the gateway could not read: {detail}")]
     BadResponse { provider: String, detail: String },
+    /// The request asks for something this provider cannot do; caught before any upstream call.
+    #[error("{message}")]
+    Unsupported {
+        provider: String,
+        param: String,
+        message: String,
+    },
 }
 
 impl UpstreamError {
@@ -39,6 +46,7 @@ impl UpstreamError {
                 StatusCode::BAD_GATEWAY
             }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unsupported { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -66,6 +74,11 @@ impl UpstreamError {
             Self::Unreachable { .. } => ("upstream_error", Some("upstream_unreachable"), None),
             Self::Timeout { .. } => ("upstream_error", Some("upstream_timeout"), None),
             Self::BadResponse { .. } => ("upstream_error", Some("upstream_bad_response"), None),
+            Self::Unsupported { param, .. } => (
+                "invalid_request_error",
+                Some("unsupported_parameter"),
+                Some(param.as_str()),
+            ),
         }
     }
 
@@ -86,6 +99,9 @@ impl UpstreamError {
             Self::BadResponse { provider, .. } => {
                 format!("The provider '{provider}' sent a response that could not be read.")
             }
+            Self::Unsupported {
+                provider, message, ..
+            } => format!("{message} (provider '{provider}')"),
         }
     }
 
@@ -108,6 +124,8 @@ pub struct ParsedError {
     pub param: Option<String>,
     /// Google's `status` (e.g. `INVALID_ARGUMENT`) and `details[].reason` values.
     pub reasons: Vec<String>,
+    /// Google's `RetryInfo.retryDelay` ("34.4s"), rounded up to whole seconds.
+    pub retry_after: Option<u64>,
 }
 
 pub fn parse_error_body(body: &[u8]) -> ParsedError {

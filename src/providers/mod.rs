@@ -3,6 +3,7 @@
 //! stay private to each provider's file.
 
 pub mod error;
+pub mod gemini;
 pub mod openai;
 pub mod usage;
 
@@ -69,7 +70,7 @@ pub fn build(settings: &ProviderSettings, client: reqwest::Client) -> Option<Arc
         | ProviderKind::OpenaiCompatible
         | ProviderKind::Deepseek
         | ProviderKind::Xai => Some(Arc::new(openai::OpenAiProvider::new(settings, client))),
-        ProviderKind::Gemini => None,
+        ProviderKind::Gemini => Some(Arc::new(gemini::GeminiProvider::new(settings, client))),
     }
 }
 
@@ -160,8 +161,9 @@ pub(crate) async fn status_error(
         status,
         message,
         kind: parsed.kind,
-        code: parsed.code,
+        // Google sends the HTTP status again as a number; that is no error code.
+        code: parsed.code.filter(|c| c.parse::<u16>().is_err()),
         param: parsed.param,
-        retry_after,
+        retry_after: retry_after.or(parsed.retry_after),
     }
 }

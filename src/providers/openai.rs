@@ -1,5 +1,7 @@
-//! OpenAI and every provider that speaks its Chat Completions wire format. Answers are relayed as
-//! the upstream sent them (no re-serialising); the gateway only peeks at usage, model and finish.
+//! OpenAI and every provider that speaks its Chat Completions wire format. OpenAI's answers are
+//! relayed as the upstream sent them (no re-serialising); the gateway only peeks at usage, model and
+//! finish. DeepSeek and xAI speak it with an accent: their requests, answers and chunks go through
+//! `translate::openai_dialects`, which says what it changed, and only changed JSON is re-serialised.
 
 use super::{
     ChunkStream, Provider, ProviderResponse, StreamEvent, UpstreamError, read_body, status_error,
@@ -9,17 +11,20 @@ use crate::{
     config::{ProviderKind, ProviderSettings},
     domain::{ChatRequest, StreamOptions},
     secret::Secret,
+    translate::openai_dialects::{self as dialects, ChunkFix, Dialect},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures::{StreamExt, stream};
 use serde::Deserialize;
+use serde_json::Value;
 use std::time::Duration;
 
 pub struct OpenAiProvider {
     name: String,
     kind: ProviderKind,
+    dialect: Dialect,
     chat_url: String,
     api_key: Option<Secret<String>>,
     timeout: Duration,
@@ -48,6 +53,7 @@ impl OpenAiProvider {
         Self {
             name: settings.name.clone(),
             kind: settings.kind,
+            dialect: Dialect::of(settings.kind),
             chat_url: format!("{}/chat/completions", settings.base_url),
             api_key: settings.api_key.clone(),
             timeout: settings.timeout,
@@ -55,8 +61,15 @@ impl OpenAiProvider {
         }
     }
 
-    async fn send(&self, req: &ChatRequest) -> Result<reqwest::Response, UpstreamError> {
-        let body = serde_json::to_vec(req).map_err(|e| UpstreamError::BadResponse {
+    async fn send(&self, mut req: ChatRequest) -> Result<reqwest::Response, UpstreamError> {
+        dialects::prepare_request(self.dialect, &mut req).map_err(|e| {
+            UpstreamError::Unsupported {
+                provider: self.name.clone(),
+                param: e.param.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let body = serde_json::to_vec(&req).map_err(|e| UpstreamError::BadResponse {
             provider: self.name.clone(),
             detail: format!("could not encode the request: {e}"),
         })?;
@@ -105,10 +118,30 @@ impl Provider for OpenAiProvider {
     async fn chat(&self, mut req: ChatRequest) -> Result<ProviderResponse, UpstreamError> {
         req.stream = None;
         req.stream_options = None;
-        let resp = self.send(&req).await?;
+        let resp = self.send(req).await?;
         let body = read_body(&self.name, resp).await?;
-        let peek: Peek =
-            serde_json::from_slice(&body).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
+        let invalid = |e: serde_json::Error| self.bad(format!("invalid JSON: {e}"));
+        if self.dialect == Dialect::OpenAi {
+            let peek: Peek = serde_json::from_slice(&body).map_err(invalid)?;
+            return Ok(ProviderResponse {
+                usage: peek.usage.map(|u| u.normalize()),
+                model: peek.model,
+                body,
+            });
+        }
+        let mut value: Value = serde_json::from_slice(&body).map_err(invalid)?;
+        let changed = dialects::fix_response(self.dialect, &mut value);
+        let peek = Peek::deserialize(&value).map_err(invalid)?;
+        let body = if changed {
+            Bytes::from(serde_json::to_vec(&value).map_err(invalid)?)
+        } else {
+            // DeepSeek may send blank keep-alive lines before the JSON.
+            let start = body
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(0);
+            body.slice(start..)
+        };
         Ok(ProviderResponse {
             usage: peek.usage.map(|u| u.normalize()),
             model: peek.model,
@@ -123,43 +156,80 @@ impl Provider for OpenAiProvider {
         req.stream_options
             .get_or_insert_with(StreamOptions::default)
             .include_usage = Some(true);
-        let resp = self.send(&req).await?;
+        let resp = self.send(req).await?;
         let name = self.name.clone();
-        let events = resp.bytes_stream().eventsource();
-        let stream = events.filter_map(move |ev| {
-            let name = name.clone();
-            async move {
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    Err(eventsource_stream::EventStreamError::Transport(e)) => {
-                        return Some(Err(transport_error(&name, e)));
-                    }
-                    Err(e) => {
-                        return Some(Err(UpstreamError::BadResponse {
-                            provider: name,
-                            detail: e.to_string(),
-                        }));
-                    }
-                };
-                let data = ev.data;
-                if data.trim() == "[DONE]" || data.trim().is_empty() {
-                    return None;
-                }
-                match serde_json::from_str::<Peek>(&data) {
-                    Ok(peek) => Some(Ok(StreamEvent {
-                        usage_only: peek.choices.is_empty() && peek.usage.is_some(),
-                        finished: peek.choices.iter().any(|c| c.finish_reason.is_some()),
-                        usage: peek.usage.map(|u| u.normalize()),
-                        model: peek.model,
-                        data: Bytes::from(data),
-                    })),
-                    Err(e) => Some(Err(UpstreamError::BadResponse {
-                        provider: name,
-                        detail: format!("invalid JSON in stream: {e}"),
-                    })),
-                }
-            }
-        });
+        let dialect = self.dialect;
+        let stream = resp
+            .bytes_stream()
+            .eventsource()
+            .flat_map(move |ev| stream::iter(on_event(&name, dialect, ev)));
         Ok(Box::pin(stream))
+    }
+}
+
+type Item = Result<StreamEvent, UpstreamError>;
+
+/// Up to two stream items without allocating (DeepSeek's last chunk becomes two).
+type Items = std::iter::Chain<std::option::IntoIter<Item>, std::option::IntoIter<Item>>;
+
+fn items(first: Option<Item>, second: Option<Item>) -> Items {
+    first.into_iter().chain(second)
+}
+
+/// One SSE event from the upstream: nothing (`[DONE]`, empty), one chunk, or (a split) two.
+fn on_event(
+    provider: &str,
+    dialect: Dialect,
+    ev: Result<Event, EventStreamError<reqwest::Error>>,
+) -> Items {
+    let bad = |detail: String| UpstreamError::BadResponse {
+        provider: provider.to_string(),
+        detail,
+    };
+    let data = match ev {
+        Ok(ev) => ev.data,
+        Err(EventStreamError::Transport(e)) => {
+            return items(Some(Err(transport_error(provider, e))), None);
+        }
+        Err(e) => return items(Some(Err(bad(e.to_string()))), None),
+    };
+    if data.trim() == "[DONE]" || data.trim().is_empty() {
+        return items(None, None);
+    }
+    let invalid = |e: serde_json::Error| bad(format!("invalid JSON in stream: {e}"));
+    if dialect == Dialect::OpenAi {
+        let event = serde_json::from_str::<Peek>(&data)
+            .map(|peek| stream_event(peek, Bytes::from(data)))
+            .map_err(invalid);
+        return items(Some(event), None);
+    }
+    let mut chunk: Value = match serde_json::from_str(&data) {
+        Ok(v) => v,
+        Err(e) => return items(Some(Err(invalid(e))), None),
+    };
+    let reencoded = |v: &Value| -> Item {
+        let peek = Peek::deserialize(v).map_err(invalid)?;
+        let data = serde_json::to_vec(v).map_err(invalid)?;
+        Ok(stream_event(peek, Bytes::from(data)))
+    };
+    match dialects::fix_chunk(dialect, &mut chunk) {
+        ChunkFix::Unchanged => {
+            let event = Peek::deserialize(&chunk)
+                .map(|peek| stream_event(peek, Bytes::from(data)))
+                .map_err(invalid);
+            items(Some(event), None)
+        }
+        ChunkFix::Changed => items(Some(reencoded(&chunk)), None),
+        ChunkFix::Split(usage) => items(Some(reencoded(&chunk)), Some(reencoded(&usage))),
+    }
+}
+
+fn stream_event(peek: Peek, data: Bytes) -> StreamEvent {
+    StreamEvent {
+        usage_only: peek.choices.is_empty() && peek.usage.is_some(),
+        finished: peek.choices.iter().any(|c| c.finish_reason.is_some()),
+        usage: peek.usage.map(|u| u.normalize()),
+        model: peek.model,
+        data,
     }
 }

@@ -1,0 +1,205 @@
+//! Google Gemini through its native API: `models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`, key in `x-goog-api-key`. Translation lives in
+//! `translate::gemini`; this file only does the HTTP.
+
+use super::{
+    ChunkStream, Provider, ProviderResponse, StreamEvent, UpstreamError, read_body, status_error,
+    transport_error,
+};
+use crate::{
+    config::{ProviderKind, ProviderSettings},
+    domain::ChatRequest,
+    secret::Secret,
+    translate::gemini::{self, GenerateContentResponse, ResponseMeta, StreamTranslator},
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures::{StreamExt, stream};
+use std::time::Duration;
+
+pub struct GeminiProvider {
+    name: String,
+    base_url: String,
+    api_key: Option<Secret<String>>,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+fn meta(model: &str) -> ResponseMeta {
+    ResponseMeta {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        created: chrono::Utc::now().timestamp(),
+        model: model.to_string(),
+    }
+}
+
+impl GeminiProvider {
+    pub fn new(settings: &ProviderSettings, client: reqwest::Client) -> Self {
+        Self {
+            name: settings.name.clone(),
+            base_url: settings.base_url.clone(),
+            api_key: settings.api_key.clone(),
+            timeout: settings.timeout,
+            client,
+        }
+    }
+
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let body = gemini::to_request(req).map_err(|e| UpstreamError::Unsupported {
+            provider: self.name.clone(),
+            param: e.param,
+            message: e.message,
+        })?;
+        let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+        let url = if stream {
+            format!(
+                "{}/models/{model}:streamGenerateContent?alt=sse",
+                self.base_url
+            )
+        } else {
+            format!("{}/models/{model}:generateContent", self.base_url)
+        };
+        let mut builder = self.client.post(url).timeout(self.timeout).json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.header("x-goog-api-key", key.expose());
+        }
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        if !resp.status().is_success() {
+            return Err(status_error(
+                &self.name,
+                self.api_key.as_ref().map(|k| k.expose().as_str()),
+                resp,
+            )
+            .await);
+        }
+        Ok(resp)
+    }
+}
+
+#[async_trait]
+impl Provider for GeminiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Gemini
+    }
+
+    async fn chat(&self, req: ChatRequest) -> Result<ProviderResponse, UpstreamError> {
+        let resp = self.send(&req, false).await?;
+        let body = read_body(&self.name, resp).await?;
+        let parsed: GenerateContentResponse =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::BadResponse {
+                provider: self.name.clone(),
+                detail: format!("invalid JSON: {e}"),
+            })?;
+        let out = gemini::from_response(&parsed, &meta(&req.model));
+        let json = serde_json::to_vec(&out).map_err(|e| UpstreamError::BadResponse {
+            provider: self.name.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(ProviderResponse {
+            body: Bytes::from(json),
+            usage: parsed.usage_metadata.map(|u| u.counts()),
+            model: Some(out.model),
+        })
+    }
+
+    async fn chat_stream(&self, req: ChatRequest) -> Result<ChunkStream, UpstreamError> {
+        let resp = self.send(&req, true).await?;
+        let name = self.name.clone();
+        let translator = StreamTranslator::new(meta(&req.model));
+        let events = resp.bytes_stream().eventsource();
+        // State: the upstream events, the translator, chunks waiting to go out, and whether the
+        // end (usage chunk, or an error) has been produced.
+        let s = stream::unfold(
+            (events, translator, std::collections::VecDeque::new(), false),
+            move |(mut events, mut tr, mut pending, mut done)| {
+                let name = name.clone();
+                async move {
+                    loop {
+                        if let Some(item) = pending.pop_front() {
+                            return Some((item, (events, tr, pending, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match events.next().await {
+                            Some(Ok(ev)) => {
+                                if ev.data.trim().is_empty() {
+                                    continue;
+                                }
+                                match serde_json::from_str::<GenerateContentResponse>(&ev.data) {
+                                    Ok(parsed) => {
+                                        for chunk in tr.on_event(&parsed) {
+                                            pending.push_back(to_event(&name, &chunk, None));
+                                        }
+                                    }
+                                    Err(e) => {
+                                        done = true;
+                                        pending.push_back(Err(UpstreamError::BadResponse {
+                                            provider: name.clone(),
+                                            detail: format!("invalid JSON in stream: {e}"),
+                                        }));
+                                    }
+                                }
+                            }
+                            Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                                done = true;
+                                pending.push_back(Err(transport_error(&name, e)));
+                            }
+                            Some(Err(e)) => {
+                                done = true;
+                                pending.push_back(Err(UpstreamError::BadResponse {
+                                    provider: name.clone(),
+                                    detail: e.to_string(),
+                                }));
+                            }
+                            None => {
+                                done = true;
+                                // Gemini has no [DONE]: the stream is complete only if a finish
+                                // reason arrived.
+                                if !tr.finished {
+                                    pending.push_back(Err(UpstreamError::BadResponse {
+                                        provider: name.clone(),
+                                        detail: "the stream ended before a finish reason".into(),
+                                    }));
+                                } else if let Some((chunk, counts)) = tr.usage_chunk() {
+                                    pending.push_back(to_event(&name, &chunk, Some(counts)));
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(s))
+    }
+}
+
+fn to_event(
+    provider: &str,
+    chunk: &crate::domain::ChatChunk,
+    usage: Option<crate::domain::TokenCounts>,
+) -> Result<StreamEvent, UpstreamError> {
+    let data = serde_json::to_vec(chunk).map_err(|e| UpstreamError::BadResponse {
+        provider: provider.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(StreamEvent {
+        data: Bytes::from(data),
+        usage_only: chunk.choices.is_empty() && usage.is_some(),
+        usage,
+        model: Some(chunk.model.clone()),
+        finished: chunk.choices.iter().any(|c| c.finish_reason.is_some()),
+    })
+}
