@@ -5,6 +5,15 @@
 use axum::http::StatusCode;
 use serde_json::Value;
 
+/// The OpenAI error fields an upstream error carried, and its retry hint.
+#[derive(Debug, Clone, Default)]
+pub struct StatusDetail {
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The provider answered with an error status and (usually) a message.
@@ -13,10 +22,8 @@ pub enum UpstreamError {
         provider: String,
         status: u16,
         message: String,
-        kind: Option<String>,
-        code: Option<String>,
-        param: Option<String>,
-        retry_after: Option<u64>,
+        /// Boxed: the rarely-used fields stay off the stack of every `Result`.
+        detail: Box<StatusDetail>,
     },
     #[error("{provider} rejected the gateway's credentials")]
     Auth { provider: String },
@@ -52,22 +59,16 @@ impl UpstreamError {
 
     pub fn parts(&self) -> (&str, Option<&str>, Option<&str>) {
         match self {
-            Self::Status {
-                status,
-                kind,
-                code,
-                param,
-                ..
-            } => {
+            Self::Status { status, detail, .. } => {
                 let default_kind = match status {
                     429 => "rate_limit_error",
                     s if *s >= 500 => "server_error",
                     _ => "invalid_request_error",
                 };
                 (
-                    kind.as_deref().unwrap_or(default_kind),
-                    code.as_deref(),
-                    param.as_deref(),
+                    detail.kind.as_deref().unwrap_or(default_kind),
+                    detail.code.as_deref(),
+                    detail.param.as_deref(),
                 )
             }
             Self::Auth { .. } => ("upstream_error", Some("upstream_auth_failed"), None),
@@ -107,7 +108,7 @@ impl UpstreamError {
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Status { retry_after, .. } => *retry_after,
+            Self::Status { detail, .. } => detail.retry_after,
             _ => None,
         }
     }
@@ -217,10 +218,10 @@ mod tests {
             provider: "openai".into(),
             status: 429,
             message: "slow down".into(),
-            kind: None,
-            code: None,
-            param: None,
-            retry_after: Some(3),
+            detail: Box::new(StatusDetail {
+                retry_after: Some(3),
+                ..Default::default()
+            }),
         };
         assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(e.parts().0, "rate_limit_error");

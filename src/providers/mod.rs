@@ -160,10 +160,12 @@ pub(crate) async fn status_error(
         provider: provider.to_string(),
         status,
         message,
-        kind: parsed.kind,
-        // Google sends the HTTP status again as a number; that is no error code.
-        code: parsed.code.filter(|c| c.parse::<u16>().is_err()),
-        param: parsed.param,
-        retry_after: retry_after.or(parsed.retry_after),
+        detail: Box::new(error::StatusDetail {
+            kind: parsed.kind,
+            // Google sends the HTTP status again as a number; that is no error code.
+            code: parsed.code.filter(|c| c.parse::<u16>().is_err()),
+            param: parsed.param,
+            retry_after: retry_after.or(parsed.retry_after),
+        }),
     }
 }

@@ -275,7 +275,7 @@ pub fn to_request(req: &ChatRequest) -> Result<GenerateContentRequest, Translate
 
     Ok(GenerateContentRequest {
         contents,
-        system_instruction: (!system_parts.is_empty()).then(|| GContent {
+        system_instruction: (!system_parts.is_empty()).then_some(GContent {
             role: None,
             parts: system_parts,
         }),

@@ -28,8 +28,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub fn test_config(dir: &std::path::Path, mock: &MockServer) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace = Duration::from_secs(5);
     config.providers.insert(
