@@ -8,8 +8,10 @@ cargo build --bins
 cargo test
 
 venv=target/sdk-venv
-if [ ! -x "$venv/bin/pytest" ]; then
+stamp="$venv/.requirements"
+if [ ! -x "$venv/bin/pytest" ] || ! cmp -s tests/sdk/requirements.txt "$stamp"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt "$stamp"
 fi
 "$venv/bin/pytest" -q tests/sdk

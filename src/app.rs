@@ -6,7 +6,7 @@ use crate::{
     config::Config,
     crypto::MasterKey,
     keys::KeyCache,
-    providers,
+    providers, registry,
     routing::{self, ProviderEntry},
     server::{self, AppState, SharedState},
     store::{self, DynStore},
@@ -38,7 +38,13 @@ impl App {
         let store = store::open(&config.database_url(), config.database.max_connections)
             .await
             .context("could not open the database")?;
-        let providers = build_providers(&config, &store, &master).await?;
+        let client = providers::http_client();
+        let providers = build_providers(&config, &store, &master, &client).await?;
+        // Serve at once from the last good copy; the worker fetches a fresh one in the background.
+        let registry = Arc::new(match registry::source::load_cache(&config.data_dir) {
+            Some(c) => c.into(),
+            None => registry::Registry::default(),
+        });
         let keys = KeyCache::new(store.clone()).await?;
 
         let tracker = TaskTracker::new();
@@ -55,6 +61,14 @@ impl App {
             close_log.clone(),
         ));
         tracker.spawn(keys.clone().watch(shutdown.clone()));
+        tracker.spawn(registry::source::run(
+            registry.clone(),
+            config.registry.url.clone(),
+            config.data_dir.clone(),
+            config.registry.refresh,
+            client,
+            shutdown.clone(),
+        ));
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -66,6 +80,7 @@ impl App {
             store,
             keys,
             providers: Arc::new(providers),
+            registry,
             logs,
             hard_stop: hard_stop.clone(),
         });
@@ -177,9 +192,9 @@ async fn build_providers(
     config: &Config,
     store: &DynStore,
     master: &MasterKey,
+    client: &reqwest::Client,
 ) -> anyhow::Result<routing::Router> {
     let cipher = master.data_cipher();
-    let client = providers::http_client();
     let mut entries = Vec::new();
     for mut settings in config.providers()? {
         if settings.api_key.is_none()

@@ -262,7 +262,15 @@ impl Config {
         if let Some(p) = &path {
             figment = figment.merge(Toml::file_exact(p));
         }
-        figment = figment.merge(Env::prefixed("GOPHERGATE_").ignore(&["config"]).split("__"));
+        figment = figment.merge(
+            Env::prefixed("GOPHERGATE_")
+                .ignore(&["config", "encryption_key"])
+                .split("__"),
+        );
+        // Taken as text: figment would read a key of decimal digits only as a number and reject it.
+        if let Ok(key) = std::env::var("GOPHERGATE_ENCRYPTION_KEY") {
+            figment = figment.merge(Serialized::default("encryption_key", key));
+        }
         Self::from_figment(figment)
     }
 

@@ -5,7 +5,8 @@
 //! - [`config`]: layered configuration; [`secret`]: values that never print; [`crypto`]: keys.
 //! - [`server`]: HTTP routes and middleware; [`error`]: the one error-to-HTTP mapping.
 //! - [`domain`]: the canonical OpenAI-shaped types; [`routing`]: model id to provider.
-//! - [`providers`]: one adapter per upstream wire format.
+//! - [`providers`]: one adapter per upstream wire format; [`translate`]: pure wire translation.
+//! - [`registry`]: the models.dev catalog (models, prices), refreshed in the background.
 //! - [`store`]: persistence behind narrow traits; [`keys`]: the client-key cache.
 //! - [`workers`]: background tasks (request log writer, …); [`mock`]: a fake upstream for tests.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod keys;
 pub mod mock;
 pub mod providers;
+pub mod registry;
 pub mod routing;
 pub mod secret;
 pub mod server;

@@ -7,8 +7,18 @@
 //! - `[[mock:garbage]]` send a body (or stream event) that is not JSON
 //! - `[[mock:tools]]` answer with a `get_weather` tool call
 //! - `[[mock:stall=200]]` stream pauses 200 ms between chunks
+//!
+//! Gemini only (see [`gemini`]): `[[mock:thinking]]` (thought part, signature, thinking tokens),
+//! `[[mock:blocked]]` (prompt blocked), `[[mock:maxtokens]]`, `[[mock:safety]]` (finish reasons),
+//! `[[mock:cache=N]]` (N cached prompt tokens).
+//!
+//! DeepSeek and xAI (see [`deepseek`], [`xai`]) also honour `[[mock:cache=N]]`; DeepSeek only:
+//! `[[mock:keepalive=N]]` (N keep-alive blank lines or `: keep-alive` comments before the answer).
 
+pub mod deepseek;
+pub mod gemini;
 pub mod openai;
+pub mod xai;
 
 use axum::Router;
 use serde_json::Value;
@@ -81,6 +91,18 @@ pub struct Directives {
     pub garbage: bool,
     pub tools: bool,
     pub stall: Option<Duration>,
+    /// Answer with a thought summary, a thought signature and thinking tokens.
+    pub thinking: bool,
+    /// The prompt is blocked: no candidates, only `promptFeedback.blockReason`.
+    pub blocked: bool,
+    /// Finish because the output token limit was reached.
+    pub maxtokens: bool,
+    /// Finish because the output was filtered for safety (no content).
+    pub safety: bool,
+    /// Report this many prompt tokens as served from cache.
+    pub cache: Option<u64>,
+    /// DeepSeek: send this many keep-alives before the answer.
+    pub keepalive: Option<usize>,
 }
 
 impl Directives {
@@ -99,6 +121,12 @@ impl Directives {
                 "garbage" => d.garbage = true,
                 "tools" => d.tools = true,
                 "stall" => d.stall = ms(),
+                "thinking" => d.thinking = true,
+                "blocked" => d.blocked = true,
+                "maxtokens" => d.maxtokens = true,
+                "safety" => d.safety = true,
+                "cache" => d.cache = v.parse().ok(),
+                "keepalive" => d.keepalive = v.parse().ok(),
                 _ => {}
             }
         }
@@ -167,7 +195,9 @@ impl MockServer {
     /// Base URL in the form the gateway expects for this mock's dialect (API version included).
     pub fn base_url(&self) -> String {
         match self.state.config.dialect {
-            Dialect::OpenAi | Dialect::Xai | Dialect::DeepSeek => format!("http://{}/v1", self.addr),
+            Dialect::OpenAi | Dialect::Xai | Dialect::DeepSeek => {
+                format!("http://{}/v1", self.addr)
+            }
             Dialect::Gemini => format!("http://{}/v1beta", self.addr),
         }
     }
@@ -182,7 +212,8 @@ impl Drop for MockServer {
 pub fn router(state: Arc<MockState>) -> Router {
     match state.config.dialect {
         Dialect::OpenAi => openai::routes().with_state(state),
-        // Each dialect gets its own module as it is written; until then it speaks OpenAI's.
-        Dialect::Gemini | Dialect::DeepSeek | Dialect::Xai => openai::routes().with_state(state),
+        Dialect::Gemini => gemini::routes().with_state(state),
+        Dialect::DeepSeek => deepseek::routes().with_state(state),
+        Dialect::Xai => xai::routes().with_state(state),
     }
 }

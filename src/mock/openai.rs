@@ -18,6 +18,65 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/v1/embeddings", post(embeddings))
+}
+
+/// A deterministic 8-float vector per input text.
+pub(crate) fn fake_embedding(text: &str) -> Vec<f32> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8]
+        .iter()
+        .map(|b| (f32::from(*b) / 127.5 - 1.0).clamp(-1.0, 1.0))
+        .collect()
+}
+
+async fn embeddings(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, &presented);
+    };
+    state.record(body.clone());
+    if let Some(expected) = &state.config.api_key
+        && &presented != expected
+    {
+        return error(401, &presented);
+    }
+    let texts: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
+        _ => return error(400, &presented),
+    };
+    let tokens: u64 = texts
+        .iter()
+        .map(|t| (t.len() as u64).div_ceil(4).max(1))
+        .sum();
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(t)}))
+        .collect();
+    Json(
+        json!({"object": "list", "data": data, "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+    .into_response()
 }
 
 pub const CREATED: i64 = 1_770_000_000;
@@ -72,20 +131,33 @@ pub fn reply_words(body: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let presented = headers
+/// The bearer key a request presented ("" when none).
+pub(crate) fn bearer(headers: &HeaderMap) -> &str {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(400, presented);
+        .unwrap_or("")
+}
+
+/// What every OpenAI-style dialect does first: parse the JSON body (else `error(400)`), record it,
+/// check the key (else `error(401)`, which a dialect may map to its own status), wait the latency,
+/// and answer `[[mock:error=N]]` with `error(N)`. Returns the body and its directives.
+pub(crate) async fn accept(
+    state: &MockState,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: fn(u16, &str) -> Response,
+) -> Result<(Value, Directives), Response> {
+    let presented = bearer(headers);
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return Err(error(400, presented));
     };
     state.record(body.clone());
     if let Some(expected) = &state.config.api_key
         && presented != expected
     {
-        return error(401, presented);
+        return Err(error(401, presented));
     }
     let d = Directives::parse(&all_text(&body["messages"]));
     let latency = d.latency.unwrap_or(state.config.latency);
@@ -93,8 +165,16 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         tokio::time::sleep(latency).await;
     }
     if let Some(status) = d.error {
-        return error(status, presented);
+        return Err(error(status, presented));
     }
+    Ok((body, d))
+}
+
+async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (body, d) = match accept(&state, &headers, &body, error).await {
+        Ok(accepted) => accepted,
+        Err(resp) => return resp,
+    };
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
     let upstream_model = format!("{model}-2024-07-18");
     let words = reply_words(&body);
@@ -190,8 +270,12 @@ fn stream_reply(
         }
         events.push("data: [DONE]\n\n".into());
     }
-    let stall = d.stall.unwrap_or(Duration::ZERO);
-    let cut_after = cut.is_some();
+    sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
+}
+
+/// An SSE response sending `events` (already framed) in order, `stall` apart; when `cut_after`,
+/// the connection is then dropped with an error instead of ending cleanly.
+pub(crate) fn sse_response(events: Vec<String>, stall: Duration, cut_after: bool) -> Response {
     let body = stream::unfold(
         (events.into_iter(), false),
         move |(mut it, first_sent)| async move {
@@ -200,10 +284,15 @@ fn stream_reply(
             }
             match it.next() {
                 Some(e) => Some((Ok::<_, std::io::Error>(Bytes::from(e)), (it, true))),
-                None if cut_after => Some((
-                    Err(std::io::Error::other("mock cut the stream")),
-                    (it, true),
-                )),
+                None if cut_after => {
+                    // Let the server flush the chunks already sent first; an error in the same
+                    // poll would drop them (and the headers) unsent.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((
+                        Err(std::io::Error::other("mock cut the stream")),
+                        (it, true),
+                    ))
+                }
                 None => None,
             }
         },

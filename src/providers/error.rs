@@ -167,6 +167,12 @@ pub fn parse_error_body(body: &[u8]) -> ParsedError {
                         .iter()
                         .filter_map(|d| d.get("reason").and_then(as_text)),
                 );
+                out.retry_after = details
+                    .iter()
+                    .filter_map(|d| d.get("retryDelay").and_then(Value::as_str))
+                    .filter_map(|d| d.trim_end_matches('s').parse::<f64>().ok())
+                    .map(|s| s.ceil().max(0.0) as u64)
+                    .next();
             }
         }
         Some(Value::String(msg)) => {

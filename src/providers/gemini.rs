@@ -3,12 +3,12 @@
 //! `translate::gemini`; this file only does the HTTP.
 
 use super::{
-    ChunkStream, Provider, ProviderResponse, StreamEvent, UpstreamError, read_body, status_error,
-    transport_error,
+    ChunkStream, EmbeddingsAnswer, Provider, ProviderResponse, StreamEvent, UpstreamError,
+    read_body, status_error, transport_error,
 };
 use crate::{
     config::{ProviderKind, ProviderSettings},
-    domain::ChatRequest,
+    domain::{ChatRequest, EmbeddingsRequest},
     secret::Secret,
     translate::gemini::{self, GenerateContentResponse, ResponseMeta, StreamTranslator},
 };
@@ -64,7 +64,15 @@ impl GeminiProvider {
         } else {
             format!("{}/models/{model}:generateContent", self.base_url)
         };
-        let mut builder = self.client.post(url).timeout(self.timeout).json(&body);
+        self.post(url, &body).await
+    }
+
+    async fn post(
+        &self,
+        url: String,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut builder = self.client.post(url).timeout(self.timeout).json(body);
         if let Some(key) = &self.api_key {
             builder = builder.header("x-goog-api-key", key.expose());
         }
@@ -92,6 +100,45 @@ impl Provider for GeminiProvider {
 
     fn kind(&self) -> ProviderKind {
         ProviderKind::Gemini
+    }
+
+    async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsAnswer, UpstreamError> {
+        let model = req
+            .model
+            .strip_prefix("models/")
+            .unwrap_or(&req.model)
+            .to_string();
+        let body =
+            gemini::to_embed_request(&req, &model).map_err(|e| UpstreamError::Unsupported {
+                provider: self.name.clone(),
+                param: e.param,
+                message: e.message,
+            })?;
+        let url = format!("{}/models/{model}:batchEmbedContents", self.base_url);
+        let resp = self.post(url, &body).await?;
+        let bytes = read_body(&self.name, resp).await?;
+        let parsed: gemini::BatchEmbedResponse =
+            serde_json::from_slice(&bytes).map_err(|e| UpstreamError::BadResponse {
+                provider: self.name.clone(),
+                detail: format!("invalid JSON: {e}"),
+            })?;
+        // Gemini reports no usage for embeddings: estimate one token per four bytes of input.
+        let bytes_in: usize = match &req.input {
+            crate::domain::EmbeddingInput::One(s) => s.len(),
+            crate::domain::EmbeddingInput::Many(v) => v.iter().map(String::len).sum(),
+            _ => 0,
+        };
+        let tokens = (bytes_in as u64).div_ceil(4);
+        let base64_output = req.encoding_format.as_deref() == Some("base64");
+        let out = gemini::from_embed_response(&parsed, &model, base64_output, tokens);
+        Ok(EmbeddingsAnswer {
+            body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
+            usage: Some(crate::domain::TokenCounts {
+                prompt: tokens,
+                ..Default::default()
+            }),
+            estimated: true,
+        })
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ProviderResponse, UpstreamError> {

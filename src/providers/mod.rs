@@ -11,7 +11,7 @@ pub use error::UpstreamError;
 
 use crate::{
     config::{ProviderKind, ProviderSettings},
-    domain::{ChatRequest, TokenCounts},
+    domain::{ChatRequest, EmbeddingsRequest, TokenCounts},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,6 +49,23 @@ pub trait Provider: Send + Sync {
     async fn chat(&self, req: ChatRequest) -> Result<ProviderResponse, UpstreamError>;
     /// Resolves once the upstream has accepted the request (status known); chunks follow.
     async fn chat_stream(&self, req: ChatRequest) -> Result<ChunkStream, UpstreamError>;
+    /// `/v1/embeddings`; providers without an embeddings API keep this default.
+    async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsAnswer, UpstreamError> {
+        Err(UpstreamError::Unsupported {
+            provider: self.name().to_string(),
+            param: "model".into(),
+            message: format!("'{}' has no embeddings endpoint", req.model),
+        })
+    }
+}
+
+/// A finished embeddings answer in OpenAI's shape.
+#[derive(Debug, Clone)]
+pub struct EmbeddingsAnswer {
+    pub body: Bytes,
+    pub usage: Option<TokenCounts>,
+    /// The provider reported no usage; `usage` is the gateway's estimate.
+    pub estimated: bool,
 }
 
 /// The one pooled HTTP client every provider shares.

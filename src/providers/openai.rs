@@ -4,12 +4,12 @@
 //! `translate::openai_dialects`, which says what it changed, and only changed JSON is re-serialised.
 
 use super::{
-    ChunkStream, Provider, ProviderResponse, StreamEvent, UpstreamError, read_body, status_error,
-    transport_error, usage::WireUsage,
+    ChunkStream, EmbeddingsAnswer, Provider, ProviderResponse, StreamEvent, UpstreamError,
+    read_body, status_error, transport_error, usage::WireUsage,
 };
 use crate::{
     config::{ProviderKind, ProviderSettings},
-    domain::{ChatRequest, StreamOptions},
+    domain::{ChatRequest, EmbeddingsRequest, StreamOptions},
     secret::Secret,
     translate::openai_dialects::{self as dialects, ChunkFix, Dialect},
 };
@@ -26,6 +26,7 @@ pub struct OpenAiProvider {
     kind: ProviderKind,
     dialect: Dialect,
     chat_url: String,
+    embeddings_url: String,
     api_key: Option<Secret<String>>,
     timeout: Duration,
     client: reqwest::Client,
@@ -55,6 +56,7 @@ impl OpenAiProvider {
             kind: settings.kind,
             dialect: Dialect::of(settings.kind),
             chat_url: format!("{}/chat/completions", settings.base_url),
+            embeddings_url: format!("{}/embeddings", settings.base_url),
             api_key: settings.api_key.clone(),
             timeout: settings.timeout,
             client,
@@ -73,9 +75,13 @@ impl OpenAiProvider {
             provider: self.name.clone(),
             detail: format!("could not encode the request: {e}"),
         })?;
+        self.post(&self.chat_url, body).await
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
         let mut builder = self
             .client
-            .post(&self.chat_url)
+            .post(url)
             .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -113,6 +119,35 @@ impl Provider for OpenAiProvider {
 
     fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    /// OpenAI and other OpenAI-compatible servers; DeepSeek and xAI have no embeddings here.
+    async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsAnswer, UpstreamError> {
+        if !matches!(
+            self.kind,
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible
+        ) {
+            return Err(UpstreamError::Unsupported {
+                provider: self.name.clone(),
+                param: "model".into(),
+                message: format!("the provider '{}' offers no embeddings", self.name),
+            });
+        }
+        let body = serde_json::to_vec(&req).map_err(|e| self.bad(e.to_string()))?;
+        let resp = self.post(&self.embeddings_url, body).await?;
+        let body = read_body(&self.name, resp).await?;
+        #[derive(Deserialize)]
+        struct EmbeddingsPeek {
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        let peek: EmbeddingsPeek =
+            serde_json::from_slice(&body).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
+        Ok(EmbeddingsAnswer {
+            usage: peek.usage.map(|u| u.normalize()),
+            estimated: false,
+            body,
+        })
     }
 
     async fn chat(&self, mut req: ChatRequest) -> Result<ProviderResponse, UpstreamError> {

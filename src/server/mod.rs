@@ -24,6 +24,7 @@ pub struct AppState {
     pub store: DynStore,
     pub keys: Arc<KeyCache>,
     pub providers: Arc<ProviderRouter>,
+    pub registry: Arc<crate::registry::Registry>,
     pub logs: LogSink,
     /// Fired when the graceful-stop grace period is over: in-flight work ends now.
     pub hard_stop: CancellationToken,

@@ -2,13 +2,17 @@
 
 use super::{SharedState, middleware::RequestId, relay::Relay, request_log::RequestLog};
 use crate::{
-    domain::validate::parse_chat_request, error::ApiError, routing::RouteError, store::KeyRecord,
+    domain::{embeddings::parse_embeddings_request, validate::parse_chat_request},
+    error::ApiError,
+    registry,
+    routing::{Route, RouteError},
+    store::KeyRecord,
 };
 use axum::{
     Extension, Json, Router,
     body::{Body, Bytes},
-    extract::{Path, State, rejection::BytesRejection},
-    http::{HeaderValue, Method, StatusCode, Uri, header},
+    extract::{OriginalUri, Path, State, rejection::BytesRejection},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -21,6 +25,7 @@ pub fn routes() -> Router<SharedState> {
             "/chat/completions",
             post(chat_completions).fallback(method_not_allowed),
         )
+        .route("/embeddings", post(embeddings).fallback(method_not_allowed))
         .route("/models", get(list_models).fallback(method_not_allowed))
         .route("/models/{*id}", get(get_model).fallback(method_not_allowed))
         .fallback(unknown_route)
@@ -58,13 +63,9 @@ enum Reply {
     Stream(StreamBuilder),
 }
 
-async fn chat(
-    state: &SharedState,
-    key: &KeyRecord,
-    log: &mut RequestLog,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Reply, ApiError> {
-    let body = body.map_err(|rej| {
+/// The body, or 413 / 400 when it could not be read.
+fn body_bytes(state: &SharedState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
                 limit: state.config.server.max_body_bytes,
@@ -72,32 +73,47 @@ async fn chat(
         } else {
             ApiError::invalid(rej.body_text(), None)
         }
-    })?;
-    let mut req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
-    let stream = req.stream == Some(true);
-    {
-        let row = log.row();
-        row.model = Some(req.model.clone());
-        row.stream = stream;
-    }
-    if !key.allows_model(&req.model) {
+    })
+}
+
+/// Checks the key may use `model` and finds its provider; records both on the log row.
+fn route(
+    state: &SharedState,
+    key: &KeyRecord,
+    log: &mut RequestLog,
+    model: &str,
+) -> Result<Route, ApiError> {
+    log.row().model = Some(model.to_string());
+    if !key.allows_model(model) {
         return Err(ApiError::Forbidden(format!(
-            "This API key is not allowed to use the model `{}`.",
-            req.model
+            "This API key is not allowed to use the model `{model}`."
         )));
     }
+    let catalog = state.registry.snapshot();
     let route = state
         .providers
-        .resolve(&req.model, |_| None)
+        .resolve(model, |m| catalog.provider_of(m).map(str::to_string))
         .map_err(|e| match e {
-            RouteError::UnknownModel => ApiError::ModelNotFound(req.model.clone()),
+            RouteError::UnknownModel => ApiError::ModelNotFound(model.to_string()),
             RouteError::Unavailable(reason) => ApiError::ProviderNotConfigured(reason),
         })?;
-    {
-        let row = log.row();
-        row.provider = Some(route.provider.name().to_string());
-        row.upstream_model = Some(route.upstream_model.clone());
-    }
+    let row = log.row();
+    row.provider = Some(route.provider.name().to_string());
+    row.upstream_model = Some(route.upstream_model.clone());
+    Ok(route)
+}
+
+async fn chat(
+    state: &SharedState,
+    key: &KeyRecord,
+    log: &mut RequestLog,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Reply, ApiError> {
+    let body = body_bytes(state, body)?;
+    let mut req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
+    let stream = req.stream == Some(true);
+    log.row().stream = stream;
+    let route = route(state, key, log, &req.model)?;
     req.model = route.upstream_model;
     let hard_stop = state.hard_stop.clone();
 
@@ -139,6 +155,51 @@ async fn chat(
     Ok(Reply::Json(resp))
 }
 
+async fn embeddings(
+    State(state): State<SharedState>,
+    Extension(key): Extension<Arc<KeyRecord>>,
+    Extension(rid): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut log = RequestLog::new(&state.logs, &rid.0, &key);
+    let result = async {
+        let body = body_bytes(&state, body)?;
+        let mut req =
+            parse_embeddings_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
+        let route = route(&state, &key, &mut log, &req.model)?;
+        req.model = route.upstream_model;
+        let answer = tokio::select! {
+            r = route.provider.embeddings(req) => r?,
+            _ = state.hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
+        };
+        log.set_usage(
+            answer.usage,
+            if answer.estimated {
+                "estimated"
+            } else {
+                "reported"
+            },
+        );
+        let mut resp = Response::new(Body::from(answer.body));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    }
+    .await;
+    match result {
+        Ok(resp) => {
+            log.finish(200, None).await;
+            resp
+        }
+        Err(e) => {
+            log.finish_error(&e).await;
+            e.into_response()
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ModelList {
     object: &'static str,
@@ -153,20 +214,41 @@ struct ModelObject {
     owned_by: String,
 }
 
+/// Every model of every usable provider: configured ids and the registry's catalog, each listed as
+/// `provider/model` and, where a bare id routes to that same provider, as the bare id too.
 fn available_models(state: &SharedState) -> Vec<ModelObject> {
-    let mut out: Vec<ModelObject> = state
-        .providers
-        .entries()
-        .filter(|e| e.adapter.is_some())
-        .flat_map(|e| {
-            e.settings.models.iter().map(|m| ModelObject {
-                id: m.clone(),
+    let catalog = state.registry.snapshot();
+    let mut out: Vec<ModelObject> = Vec::new();
+    for entry in state.providers.entries().filter(|e| e.adapter.is_some()) {
+        let name = &entry.settings.name;
+        let configured = entry.settings.models.iter().map(|m| (m.clone(), 0));
+        let listed = catalog.models(name).map(|m| {
+            (
+                m.id.clone(),
+                registry::release_timestamp(m.release_date.as_deref()),
+            )
+        });
+        for (id, created) in configured.chain(listed) {
+            let bare_routes_here = state
+                .providers
+                .resolve(&id, |m| catalog.provider_of(m).map(str::to_string))
+                .is_ok_and(|r| r.provider.name() == name);
+            if bare_routes_here {
+                out.push(ModelObject {
+                    id: id.clone(),
+                    object: "model",
+                    created,
+                    owned_by: name.clone(),
+                });
+            }
+            out.push(ModelObject {
+                id: format!("{name}/{id}"),
                 object: "model",
-                created: 0,
-                owned_by: e.settings.name.clone(),
-            })
-        })
-        .collect();
+                created,
+                owned_by: name.clone(),
+            });
+        }
+    }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out.dedup_by(|a, b| a.id == b.id);
     out
@@ -220,7 +302,7 @@ async fn unknown_route(
     Extension(key): Extension<Arc<KeyRecord>>,
     Extension(rid): Extension<RequestId>,
     method: Method,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Response {
     let e = ApiError::InvalidRequest {
         message: format!("Unknown request URL: {method} {}.", uri.path()),
@@ -239,7 +321,7 @@ async fn method_not_allowed(
     Extension(key): Extension<Arc<KeyRecord>>,
     Extension(rid): Extension<RequestId>,
     method: Method,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Response {
     let e = ApiError::InvalidRequest {
         message: format!("Method {method} is not allowed for {}.", uri.path()),

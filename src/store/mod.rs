@@ -45,10 +45,14 @@ impl KeyRecord {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
 
+    /// An allowed id also allows its `provider/id` form (and the other way round).
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|m| m == model))
+        let bare = model.split_once('/').map_or(model, |(_, rest)| rest);
+        self.models.as_ref().is_none_or(|list| {
+            list.iter().any(|m| {
+                m == model || m == bare || m.split_once('/').is_some_and(|(_, r)| r == model)
+            })
+        })
     }
 }
 

@@ -1085,3 +1085,75 @@ impl StreamTranslator {
         ))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings (`batchEmbedContents`)
+
+/// Translates an OpenAI embeddings request; token-id input has no Gemini equivalent.
+pub fn to_embed_request(
+    req: &crate::domain::EmbeddingsRequest,
+    model: &str,
+) -> Result<Value, TranslateError> {
+    use crate::domain::EmbeddingInput;
+    let texts: Vec<&str> = match &req.input {
+        EmbeddingInput::One(s) => vec![s.as_str()],
+        EmbeddingInput::Many(v) => v.iter().map(String::as_str).collect(),
+        EmbeddingInput::Tokens(_) | EmbeddingInput::ManyTokens(_) => {
+            return Err(unsupported("input", "Gemini embeds text, not token ids"));
+        }
+    };
+    let requests: Vec<Value> = texts
+        .into_iter()
+        .map(|t| {
+            let mut r =
+                json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
+            if let Some(d) = req.dimensions {
+                r["outputDimensionality"] = json!(d);
+            }
+            r
+        })
+        .collect();
+    Ok(json!({ "requests": requests }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchEmbedResponse {
+    #[serde(default)]
+    pub embeddings: Vec<EmbeddingValues>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingValues {
+    #[serde(default)]
+    pub values: Vec<f32>,
+}
+
+/// Builds OpenAI's embeddings list. Gemini reports no token usage here, so `prompt_tokens` is the
+/// caller's estimate (and the log row says `estimated`).
+pub fn from_embed_response(
+    resp: &BatchEmbedResponse,
+    model: &str,
+    base64_output: bool,
+    prompt_tokens: u64,
+) -> Value {
+    let data: Vec<Value> = resp
+        .embeddings
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let embedding = if base64_output {
+                let bytes: Vec<u8> = e.values.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(e.values)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    })
+}

@@ -23,7 +23,11 @@ async fn wait_for_401(t: &TestApp, key: &str) -> Value {
         if resp.status() == 401 {
             return assert_401(resp).await;
         }
-        assert_eq!(resp.status(), 200, "unexpected status while waiting for 401");
+        assert_eq!(
+            resp.status(),
+            200,
+            "unexpected status while waiting for 401"
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "revoked key still accepted after 3 s"

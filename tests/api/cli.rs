@@ -16,7 +16,6 @@ pub fn gophergate(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gophergate"));
     cmd.env_clear()
         .env("GOPHERGATE_DATA_DIR", data_dir)
-        .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .current_dir(data_dir)
         .stdin(Stdio::null());
@@ -112,7 +111,10 @@ fn keys_list_shows_names_but_never_keys() {
     for k in [&a, &b] {
         assert!(!out.contains(k.as_str()), "full key listed: {out}");
         // Nothing beyond the 9-character display prefix.
-        assert!(!out.contains(&k[..12]), "more than the prefix listed: {out}");
+        assert!(
+            !out.contains(&k[..12]),
+            "more than the prefix listed: {out}"
+        );
         assert!(!stderr(&o).contains(&k[..12]));
     }
 }
@@ -201,6 +203,19 @@ fn config_check_succeeds_and_redacts_secrets() {
 }
 
 #[test]
+fn encryption_key_that_reads_as_a_number_is_accepted() {
+    // Valid hex that happens to read as a number (here 1234567890123456 after leading zeros) must
+    // still be taken as text.
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("{}1234567890123456", "0".repeat(48));
+    let o = run(gophergate(dir.path())
+        .args(["config", "check"])
+        .env("GOPHERGATE_ENCRYPTION_KEY", &key));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(&key[40..]));
+}
+
+#[test]
 fn unknown_config_key_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
@@ -239,7 +254,11 @@ fn exits_within(mut child: Child, limit: Duration) -> Output {
 
 #[test]
 fn serve_refuses_a_bad_or_weak_encryption_key() {
-    for bad in ["abcd", &"0".repeat(64), &"ab".repeat(32)] {
+    for (bad, why) in [
+        ("abcd", "32 bytes"),
+        (&"0".repeat(64), "weak"),
+        (&"ab".repeat(32), "weak"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let child = gophergate(dir.path())
             .arg("serve")
@@ -253,6 +272,7 @@ fn serve_refuses_a_bad_or_weak_encryption_key() {
         assert!(!o.status.success(), "served with encryption key {bad}");
         let err = stderr(&o);
         assert!(err.contains("encryption_key"), "{err}");
+        assert!(err.contains(why), "{err}");
         assert!(!err.contains(bad), "the bad key was echoed: {err}");
         assert!(!dir.path().join("encryption.key").exists());
     }

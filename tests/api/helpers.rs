@@ -34,6 +34,8 @@ pub fn test_config(dir: &std::path::Path, mock: &MockServer) -> Config {
     };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace = Duration::from_secs(5);
+    // The real models.dev snapshot from ../shared when present; never the network.
+    config.registry.url = registry_snapshot_path();
     config.providers.insert(
         "openai".into(),
         ProviderConfig {
@@ -43,6 +45,14 @@ pub fn test_config(dir: &std::path::Path, mock: &MockServer) -> Config {
         },
     );
     config
+}
+
+pub fn registry_snapshot_path() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/models-dev-snapshot.json"
+    )
+    .to_string()
 }
 
 pub async fn spawn_app_with(

@@ -3,4 +3,13 @@
 
 mod helpers;
 
+mod auth;
 mod chat;
+mod cli;
+mod embeddings;
+mod errors;
+mod models;
+mod providers_gemini;
+mod providers_openai_compat;
+mod shutdown;
+mod streams;

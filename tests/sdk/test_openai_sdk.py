@@ -1,66 +1,8 @@
-"""The official `openai` Python SDK against the real gateway binary and the mock provider binary.
-
-Both run as processes on free loopback ports, exactly as a user would run them (README).
-"""
-
-import os
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
+"""The official `openai` Python SDK against the real gateway binary and the mock provider binaries
+(one per wire format), run as processes on free loopback ports as a user would run them."""
 
 import openai
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-GATEWAY = os.path.join(TARGET, "debug", "gophergate")
-MOCK = os.path.join(TARGET, "debug", "gophergate-mock")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except Exception:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    data = tempfile.mkdtemp()
-    mock_port, gw_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOPHERGATE_") and not k.endswith("_API_KEY")}
-    env.update(
-        GOPHERGATE_DATA_DIR=data,
-        GOPHERGATE_SERVER__LISTEN=f"127.0.0.1:{gw_port}",
-        OPENAI_API_KEY="sk-upstream-sdk-test",
-        OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1",
-        RUST_LOG="warn",
-    )
-    mock = subprocess.Popen([MOCK, "--listen", f"127.0.0.1:{mock_port}", "--api-key", "sk-upstream-sdk-test"])
-    gw = subprocess.Popen([GATEWAY, "serve"], env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{gw_port}/health")
-        key = subprocess.run(
-            [GATEWAY, "keys", "create", "--name", "sdk"], env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
-        yield {"base_url": f"http://127.0.0.1:{gw_port}/v1", "key": key, "env": env, "data": data}
-    finally:
-        gw.terminate()
-        mock.terminate()
-        assert gw.wait(timeout=30) == 0, "gateway did not stop cleanly on SIGTERM"
-        mock.wait(timeout=10)
 
 
 def client(gw, key=None):
