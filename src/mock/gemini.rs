@@ -21,13 +21,12 @@
 use super::{Directives, MockState, all_text};
 use axum::{
     Router,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures::stream;
 use rand::{Rng, distributions::Alphanumeric};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -661,28 +660,12 @@ fn frame(events: &[Value], sse: bool, d: &Directives) -> (Vec<String>, bool) {
 }
 
 fn stream_response(frames: Vec<String>, cut: bool, sse: bool, stall: Duration) -> Response {
-    let body = stream::unfold(
-        (frames.into_iter(), false),
-        move |(mut it, first_sent)| async move {
-            if first_sent && !stall.is_zero() {
-                tokio::time::sleep(stall).await;
-            }
-            match it.next() {
-                Some(e) => Some((Ok::<_, io::Error>(Bytes::from(e)), (it, true))),
-                None if cut => Some((Err(io::Error::other("mock cut the stream")), (it, true))),
-                None => None,
-            }
-        },
-    );
     let content_type = if sse {
         "text/event-stream"
     } else {
         "application/json; charset=UTF-8"
     };
-    Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    super::openai::framed_response(frames, stall, cut, content_type)
 }
 
 // ---------------------------------------------------------------------------------------------

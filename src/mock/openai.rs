@@ -276,6 +276,16 @@ fn stream_reply(
 /// An SSE response sending `events` (already framed) in order, `stall` apart; when `cut_after`,
 /// the connection is then dropped with an error instead of ending cleanly.
 pub(crate) fn sse_response(events: Vec<String>, stall: Duration, cut_after: bool) -> Response {
+    framed_response(events, stall, cut_after, "text/event-stream")
+}
+
+/// Like `sse_response`, with any content type (Gemini's non-SSE stream is a JSON array).
+pub(crate) fn framed_response(
+    events: Vec<String>,
+    stall: Duration,
+    cut_after: bool,
+    content_type: &'static str,
+) -> Response {
     let body = stream::unfold(
         (events.into_iter(), false),
         move |(mut it, first_sent)| async move {
@@ -298,7 +308,7 @@ pub(crate) fn sse_response(events: Vec<String>, stall: Duration, cut_after: bool
         },
     );
     Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -4,7 +4,11 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn non_streaming_chat_is_relayed_and_logged() {
     let t = spawn_app().await;
-    let resp = t.chat(user_msg("ping")).await;
+    let mut req = user_msg("ping");
+    // Fields the gateway does not interpret reach an OpenAI-compatible upstream untouched.
+    req["metadata"] = json!({"team": "search"});
+    req["service_tier"] = json!("flex");
+    let resp = t.chat(req).await;
     assert_eq!(resp.status(), 200);
     let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: Value = resp.json().await.unwrap();
@@ -20,6 +24,8 @@ async fn non_streaming_chat_is_relayed_and_logged() {
     // The upstream got the model id and the gateway's key, not the client's.
     let sent = t.mock.state.last_request().unwrap();
     assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["metadata"], json!({"team": "search"}));
+    assert_eq!(sent["service_tier"], "flex");
 
     let rows = t.exact_logs(1).await;
     let row = &rows[0].row;

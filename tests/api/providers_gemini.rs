@@ -267,3 +267,19 @@ async fn errors_are_mapped() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["param"], "logit_bias");
 }
+
+#[tokio::test]
+async fn a_stream_cut_by_gemini_ends_with_an_error_event() {
+    let (t, _mock) = gemini_app(GEMINI_KEY).await;
+    let mut r = req("one two three four five six seven [[mock:cut=2]]");
+    r["stream"] = json!(true);
+    let resp = t.chat(r).await;
+    assert_eq!(resp.status(), 200);
+    let data = sse_data(&resp.text().await.unwrap());
+    assert!(!data.iter().any(|d| d == "[DONE]"), "a cut stream must not look complete");
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert!(last["error"]["code"].is_string(), "{last}");
+    let rows = t.exact_logs(1).await;
+    assert_eq!(rows[0].row.status, 200);
+    assert!(rows[0].row.error.is_some());
+}
