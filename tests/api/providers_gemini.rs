@@ -276,7 +276,10 @@ async fn a_stream_cut_by_gemini_ends_with_an_error_event() {
     let resp = t.chat(r).await;
     assert_eq!(resp.status(), 200);
     let data = sse_data(&resp.text().await.unwrap());
-    assert!(!data.iter().any(|d| d == "[DONE]"), "a cut stream must not look complete");
+    assert!(
+        !data.iter().any(|d| d == "[DONE]"),
+        "a cut stream must not look complete"
+    );
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert!(last["error"]["code"].is_string(), "{last}");
     let rows = t.exact_logs(1).await;
