@@ -2,6 +2,7 @@
 //! immutable snapshot swapped atomically, so readers on the request path never lock and a failed
 //! refresh can never leave a half-updated catalog.
 
+pub mod pricing;
 pub mod source;
 
 use arc_swap::ArcSwap;
