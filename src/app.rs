@@ -10,7 +10,10 @@ use crate::{
     routing::{self, ProviderEntry},
     server::{self, AppState, SharedState},
     store::{self, DynStore},
-    workers::log_writer::{self, LogSink},
+    workers::{
+        log_writer::{self, LogSink},
+        retention,
+    },
 };
 use anyhow::Context;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -46,6 +49,8 @@ impl App {
             None => registry::Registry::default(),
         });
         let keys = KeyCache::new(store.clone()).await?;
+        // The tokenizers used for usage estimates load in the background, off the request path.
+        tokio::task::spawn_blocking(crate::estimate::warm_up);
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -61,6 +66,14 @@ impl App {
             close_log.clone(),
         ));
         tracker.spawn(keys.clone().watch(shutdown.clone()));
+        if !config.log.retention.is_zero() {
+            tracker.spawn(retention::run(
+                store.clone(),
+                config.log.retention,
+                retention::INTERVAL,
+                shutdown.clone(),
+            ));
+        }
         tracker.spawn(registry::source::run(
             registry.clone(),
             config.registry.url.clone(),
@@ -75,13 +88,17 @@ impl App {
             .with_context(|| format!("could not listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         let grace = config.server.shutdown_grace;
+        let config_pricing = config.pricing.clone();
         let state = Arc::new(AppState {
             config: Arc::new(config),
             store,
             keys,
             providers: Arc::new(providers),
+            pricer: registry::pricing::Pricer::new(registry.clone(), config_pricing),
+            budgets: crate::budget::Budgets::new(),
             registry,
             logs,
+            sessions: server::session::SessionSigner::new(master.session_key()),
             hard_stop: hard_stop.clone(),
         });
         let app = server::router(state.clone());

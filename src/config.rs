@@ -26,6 +26,7 @@ pub struct Config {
     pub encryption_key: Option<Secret<String>>,
     pub registry: RegistryConfig,
     pub log: LogConfig,
+    pub pricing: crate::registry::pricing::PricingConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -38,6 +39,7 @@ impl Default for Config {
             encryption_key: None,
             registry: RegistryConfig::default(),
             log: LogConfig::default(),
+            pricing: Default::default(),
             providers: BTreeMap::new(),
         }
     }
@@ -106,6 +108,10 @@ pub struct LogConfig {
     pub queue_capacity: usize,
     /// Rows written per transaction at most.
     pub batch_size: usize,
+    /// Raw request-log rows older than this are deleted (the usage rollups are kept); `0s` keeps
+    /// them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for LogConfig {
@@ -113,6 +119,7 @@ impl Default for LogConfig {
         Self {
             queue_capacity: 65_536,
             batch_size: 512,
+            retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -290,6 +297,12 @@ impl Config {
         if self.log.batch_size == 0 {
             return Err(invalid("log.batch_size", "must be at least 1"));
         }
+        if !self.log.retention.is_zero() && self.log.retention < Duration::from_secs(3600) {
+            return Err(invalid(
+                "log.retention",
+                "must be at least 1h, or 0s to keep the request log forever",
+            ));
+        }
         if let Some(url) = &self.database.url {
             let url = url.expose();
             if !url.starts_with("sqlite:") {
@@ -304,6 +317,29 @@ impl Config {
         }
         if self.registry.refresh < Duration::from_secs(60) {
             return Err(invalid("registry.refresh", "must be at least 1m"));
+        }
+        for (model, o) in &self.pricing.overrides {
+            let prices = [
+                Some(o.input),
+                Some(o.output),
+                o.cache_read,
+                o.cache_write,
+                o.reasoning,
+            ];
+            if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
+                return Err(invalid(
+                    format!("pricing.overrides.{model}"),
+                    "prices must be non-negative numbers of USD per million tokens",
+                ));
+            }
+        }
+        for (model, target) in &self.pricing.aliases {
+            if target.trim().is_empty() {
+                return Err(invalid(
+                    format!("pricing.aliases.{model}"),
+                    "must name a model",
+                ));
+            }
         }
         if let Some(key) = &self.encryption_key {
             crate::crypto::MasterKey::parse(key.expose())
@@ -448,6 +484,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("registry.refresh"), "{err}");
+    }
+
+    #[test]
+    fn log_retention_is_a_duration_and_zero_keeps_forever() {
+        let c = from_toml("").unwrap();
+        assert_eq!(c.log.retention, Duration::from_secs(90 * 86_400));
+        let c = from_toml("[log]\nretention = \"30d\"\n").unwrap();
+        assert_eq!(c.log.retention, Duration::from_secs(30 * 86_400));
+        let c = from_toml("[log]\nretention = \"0s\"\n").unwrap();
+        assert!(c.log.retention.is_zero());
+        for bad in ["\"soon\"", "\"5m\"", "-1"] {
+            let err = from_toml(&format!("[log]\nretention = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.retention"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    BudgetExceeded(#[from] crate::budget::BudgetExceeded),
     #[error("The gateway is shutting down; retry on another instance.")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -66,6 +68,7 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::ProviderNotConfigured(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(e) => e.status(),
+            Self::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,6 +91,7 @@ impl ApiError {
                 ("invalid_request_error", Some("request_too_large"), None)
             }
             Self::Upstream(e) => e.parts(),
+            Self::BudgetExceeded(_) => ("insufficient_quota", Some("budget_exceeded"), None),
             Self::ShuttingDown => ("server_error", Some("shutting_down"), None),
             Self::Internal(_) => ("server_error", None, None),
         }

@@ -11,11 +11,13 @@
 //! - [`workers`]: background tasks (request log writer, …); [`mock`]: a fake upstream for tests.
 
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod estimate;
 pub mod keys;
 pub mod mock;
 pub mod providers;

@@ -965,8 +965,8 @@ async fn get_model(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use axum::body::Body;
     use crate::mock::{Dialect, MockConfig};
+    use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
 

@@ -103,6 +103,8 @@ pub struct Directives {
     pub cache: Option<u64>,
     /// DeepSeek: send this many keep-alives before the answer.
     pub keepalive: Option<usize>,
+    /// OpenAI: report this many reasoning tokens (inside `completion_tokens`, as o-series do).
+    pub reasoning: Option<u64>,
 }
 
 impl Directives {
@@ -127,6 +129,7 @@ impl Directives {
                 "safety" => d.safety = true,
                 "cache" => d.cache = v.parse().ok(),
                 "keepalive" => d.keepalive = v.parse().ok(),
+                "reasoning" => d.reasoning = v.parse().ok(),
                 _ => {}
             }
         }

@@ -178,12 +178,17 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
     let upstream_model = format!("{model}-2024-07-18");
     let words = reply_words(&body);
+    // `[[mock:cache=N]]` and `[[mock:reasoning=N]]` shape the usage the way OpenAI reports it:
+    // cached tokens inside `prompt_tokens`, reasoning tokens inside `completion_tokens`.
+    let prompt = prompt_tokens(&body).max(d.cache.unwrap_or(0));
+    let reasoning = d.reasoning.unwrap_or(0);
+    let completion = words.len() as u64 + reasoning;
     let usage = json!({
-        "prompt_tokens": prompt_tokens(&body),
-        "completion_tokens": words.len(),
-        "total_tokens": prompt_tokens(&body) + words.len() as u64,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": d.cache.unwrap_or(0), "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     });
     if body["stream"] == true {
         let include_usage = body["stream_options"]["include_usage"] == true;

@@ -242,7 +242,24 @@ fn to_event(
         provider: provider.to_string(),
         detail: e.to_string(),
     })?;
+    let mut text = String::new();
+    for d in chunk.choices.iter().map(|c| &c.delta) {
+        for t in [&d.content, &d.reasoning_content].into_iter().flatten() {
+            text.push_str(t);
+        }
+        for f in d
+            .tool_calls
+            .iter()
+            .flatten()
+            .filter_map(|t| t.function.as_ref())
+        {
+            for t in [&f.name, &f.arguments].into_iter().flatten() {
+                text.push_str(t);
+            }
+        }
+    }
     Ok(StreamEvent {
+        text,
         data: Bytes::from(data),
         usage_only: chunk.choices.is_empty() && usage.is_some(),
         usage,

@@ -37,6 +37,9 @@ pub struct StreamEvent {
     pub model: Option<String>,
     /// A choice finished in this chunk.
     pub finished: bool,
+    /// The generated text in this chunk (content, reasoning, tool calls), for estimating usage
+    /// when a stream ends without it.
+    pub text: String,
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamError>> + Send>>;

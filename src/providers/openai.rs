@@ -47,6 +47,33 @@ struct Peek {
 struct ChoicePeek {
     #[serde(default)]
     finish_reason: Option<String>,
+    /// Stream chunks only: the text, counted if the stream ends without usage.
+    #[serde(default)]
+    delta: Option<DeltaPeek>,
+}
+
+#[derive(Deserialize, Default)]
+struct DeltaPeek {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallPeek>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallPeek {
+    #[serde(default)]
+    function: Option<FunctionPeek>,
+}
+
+#[derive(Deserialize)]
+struct FunctionPeek {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 impl OpenAiProvider {
@@ -260,7 +287,19 @@ fn on_event(
 }
 
 fn stream_event(peek: Peek, data: Bytes) -> StreamEvent {
+    let mut text = String::new();
+    for d in peek.choices.iter().filter_map(|c| c.delta.as_ref()) {
+        for t in [&d.content, &d.reasoning_content].into_iter().flatten() {
+            text.push_str(t);
+        }
+        for f in d.tool_calls.iter().filter_map(|t| t.function.as_ref()) {
+            for t in [&f.name, &f.arguments].into_iter().flatten() {
+                text.push_str(t);
+            }
+        }
+    }
     StreamEvent {
+        text,
         usage_only: peek.choices.is_empty() && peek.usage.is_some(),
         finished: peek.choices.iter().any(|c| c.finish_reason.is_some()),
         usage: peek.usage.map(|u| u.normalize()),

@@ -84,7 +84,10 @@ pub struct PriceMatch {
 }
 
 fn catalog_provider(gateway: &str) -> Option<&'static str> {
-    PROVIDER_MAP.iter().find(|(_, g)| *g == gateway).map(|(_, g)| *g)
+    PROVIDER_MAP
+        .iter()
+        .find(|(_, g)| *g == gateway)
+        .map(|(_, g)| *g)
 }
 
 /// Removes one date or version suffix, if the id ends with one.
@@ -181,7 +184,9 @@ pub fn find_price(
     let note = if catalog.is_empty() {
         "no registry loaded yet, so the request is unpriced".to_string()
     } else if own.is_none() {
-        format!("the registry has no catalog for provider '{provider}'; configure [pricing.overrides] or [pricing.aliases]")
+        format!(
+            "the registry has no catalog for provider '{provider}'; configure [pricing.overrides] or [pricing.aliases]"
+        )
     } else {
         format!(
             "no price for '{}' in {provider}'s registry catalog (snapshot {})",
@@ -210,7 +215,9 @@ fn effective(cost: &Cost, prompt_tokens: u64) -> Cost {
     let tier: Option<&TierPrices> = cost
         .tiers
         .iter()
-        .filter(|t| t.tier.kind.as_deref().is_none_or(|k| k == "context") && prompt_tokens > t.tier.size)
+        .filter(|t| {
+            t.tier.kind.as_deref().is_none_or(|k| k == "context") && prompt_tokens > t.tier.size
+        })
         .max_by_key(|t| t.tier.size)
         .map(|t| &t.prices)
         .or_else(|| {
@@ -293,10 +300,22 @@ mod tests {
         assert_eq!(a.cost, b.cost);
         // A dated id the catalog lists itself keeps its own price.
         let old = price("openai", &["gpt-4o-2024-05-13"]);
-        assert_eq!((old.source, old.cost.unwrap().input), (PriceSource::Exact, 5.0));
-        assert_eq!(price("openai", &["gpt-4o-2024-08-06"]).cost.unwrap().input, 2.5);
+        assert_eq!(
+            (old.source, old.cost.unwrap().input),
+            (PriceSource::Exact, 5.0)
+        );
+        assert_eq!(
+            price("openai", &["gpt-4o-2024-08-06"]).cost.unwrap().input,
+            2.5
+        );
         // The sent id wins over the reported one.
-        assert_eq!(price("openai", &["gpt-4o", "gpt-4o-2024-05-13"]).cost.unwrap().input, 2.5);
+        assert_eq!(
+            price("openai", &["gpt-4o", "gpt-4o-2024-05-13"])
+                .cost
+                .unwrap()
+                .input,
+            2.5
+        );
     }
 
     #[test]
@@ -329,7 +348,12 @@ mod tests {
         assert_eq!(price("gemini", &["gemini-embedding"]).cost, None);
         // Never another provider's entry.
         assert_eq!(price("deepseek", &["gpt-4o"]).cost, None);
-        let empty = find_price(&Catalog::default(), &PricingConfig::default(), "openai", &["gpt-4o"]);
+        let empty = find_price(
+            &Catalog::default(),
+            &PricingConfig::default(),
+            "openai",
+            &["gpt-4o"],
+        );
         assert!(empty.note.contains("no registry"));
     }
 
@@ -337,14 +361,24 @@ mod tests {
     fn overrides_and_aliases() {
         let mut cfg = PricingConfig::default();
         cfg.aliases.insert("my-4o".into(), "openai/gpt-4o".into());
-        cfg.aliases.insert("local-llama".into(), "gemini/gemini-2.0-flash".into());
+        cfg.aliases
+            .insert("local-llama".into(), "gemini/gemini-2.0-flash".into());
         cfg.overrides.insert(
             "gpt-4o".into(),
-            PriceOverride { input: 1.0, output: 2.0, cache_read: None, cache_write: None, reasoning: None },
+            PriceOverride {
+                input: 1.0,
+                output: 2.0,
+                cache_read: None,
+                cache_write: None,
+                reasoning: None,
+            },
         );
         let c = catalog();
         let m = find_price(&c, &cfg, "openai", &["gpt-4o"]);
-        assert_eq!((m.source, m.cost.unwrap().input), (PriceSource::Override, 1.0));
+        assert_eq!(
+            (m.source, m.cost.unwrap().input),
+            (PriceSource::Override, 1.0)
+        );
         let m = find_price(&c, &cfg, "local", &["local-llama"]);
         assert_eq!((m.source, m.cost.unwrap().input), (PriceSource::Alias, 0.1));
         let m = find_price(&c, &cfg, "openai", &["my-4o"]);
@@ -360,22 +394,124 @@ mod tests {
         let c = catalog();
         let cost = |p: &str, id: &str| c.model(p, id).unwrap().cost.clone().unwrap();
         // Cached input at the cache price, never twice.
-        let u = TokenCounts { prompt: 1000, completion: 500, cached: 400, reasoning: 0, cache_write: 0 };
-        close(cost_usd(&cost("openai", "gpt-4o"), &u), (600.0 * 2.5 + 400.0 * 1.25 + 500.0 * 10.0) / 1e6);
+        let u = TokenCounts {
+            prompt: 1000,
+            completion: 500,
+            cached: 400,
+            reasoning: 0,
+            cache_write: 0,
+        };
+        close(
+            cost_usd(&cost("openai", "gpt-4o"), &u),
+            (600.0 * 2.5 + 400.0 * 1.25 + 500.0 * 10.0) / 1e6,
+        );
         // Reasoning at its own price.
-        let u = TokenCounts { prompt: 100, completion: 300, cached: 0, reasoning: 200, cache_write: 0 };
-        close(cost_usd(&cost("openai", "o3"), &u), (100.0 * 2.0 + 100.0 * 8.0 + 200.0 * 9.0) / 1e6);
+        let u = TokenCounts {
+            prompt: 100,
+            completion: 300,
+            cached: 0,
+            reasoning: 200,
+            cache_write: 0,
+        };
+        close(
+            cost_usd(&cost("openai", "o3"), &u),
+            (100.0 * 2.0 + 100.0 * 8.0 + 200.0 * 9.0) / 1e6,
+        );
         // The xAI tick check from the wire-format notes: 1,176,500 ticks of 1e-10 USD.
-        let u = TokenCounts { prompt: 12, completion: 229, cached: 2, reasoning: 228, cache_write: 0 };
-        close(cost_usd(&cost("xai", "grok-3-mini"), &u), 1_176_500.0 * 1e-10);
+        let u = TokenCounts {
+            prompt: 12,
+            completion: 229,
+            cached: 2,
+            reasoning: 228,
+            cache_write: 0,
+        };
+        close(
+            cost_usd(&cost("xai", "grok-3-mini"), &u),
+            1_176_500.0 * 1e-10,
+        );
         // Above the context tier, the tier's prices.
-        let u = TokenCounts { prompt: 250_000, completion: 1000, cached: 50_000, reasoning: 0, cache_write: 0 };
+        let u = TokenCounts {
+            prompt: 250_000,
+            completion: 1000,
+            cached: 50_000,
+            reasoning: 0,
+            cache_write: 0,
+        };
         close(
             cost_usd(&cost("gemini", "gemini-2.5-pro"), &u),
             (200_000.0 * 2.5 + 50_000.0 * 0.25 + 1000.0 * 15.0) / 1e6,
         );
         // Cache writes come out of the uncached part.
-        let u = TokenCounts { prompt: 1000, completion: 0, cached: 0, reasoning: 0, cache_write: 300 };
-        close(cost_usd(&Cost { input: 1.0, output: 1.0, cache_write: Some(1.25), ..Default::default() }, &u), (700.0 + 375.0) / 1e6);
+        let u = TokenCounts {
+            prompt: 1000,
+            completion: 0,
+            cached: 0,
+            reasoning: 0,
+            cache_write: 300,
+        };
+        close(
+            cost_usd(
+                &Cost {
+                    input: 1.0,
+                    output: 1.0,
+                    cache_write: Some(1.25),
+                    ..Default::default()
+                },
+                &u,
+            ),
+            (700.0 + 375.0) / 1e6,
+        );
+    }
+}
+
+/// The price book the request path uses: the current catalog and the configured prices.
+#[derive(Clone)]
+pub struct Pricer {
+    registry: std::sync::Arc<super::Registry>,
+    config: std::sync::Arc<PricingConfig>,
+}
+
+/// A priced row: the cost (None when unpriced), how it was found and by which snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Priced {
+    pub cost_usd: Option<f64>,
+    pub source: PriceSource,
+    pub note: String,
+    pub registry_version: Option<String>,
+}
+
+impl Pricer {
+    pub fn new(registry: std::sync::Arc<super::Registry>, config: PricingConfig) -> Self {
+        Self {
+            registry,
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    pub fn registry(&self) -> &std::sync::Arc<super::Registry> {
+        &self.registry
+    }
+
+    /// Prices usage of `provider`'s model (`candidates`: sent id, then reported id).
+    pub fn price(&self, provider: &str, candidates: &[&str], usage: &TokenCounts) -> Priced {
+        let catalog = self.registry.snapshot();
+        let m = find_price(&catalog, &self.config, provider, candidates);
+        Priced {
+            cost_usd: m.cost.as_ref().map(|c| cost_usd(c, usage)),
+            source: m.source,
+            note: m.note,
+            registry_version: (!catalog.version.is_empty()).then(|| catalog.version.clone()),
+        }
+    }
+
+    /// The prices that would apply, for reservations made before the call.
+    pub fn prices(&self, provider: &str, candidates: &[&str]) -> Option<Cost> {
+        find_price(
+            &self.registry.snapshot(),
+            &self.config,
+            provider,
+            candidates,
+        )
+        .cost
     }
 }

@@ -1,9 +1,11 @@
 //! The HTTP surface: `router(state)` builds every route and the middleware stack, so tests can
 //! drive it without a socket and `App` serves it on one.
 
+pub mod api;
 pub mod middleware;
 pub mod relay;
 pub mod request_log;
+pub mod session;
 pub mod v1;
 
 use crate::{
@@ -25,7 +27,11 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub providers: Arc<ProviderRouter>,
     pub registry: Arc<crate::registry::Registry>,
+    pub pricer: crate::registry::pricing::Pricer,
+    pub budgets: Arc<crate::budget::Budgets>,
     pub logs: LogSink,
+    /// Signs and checks dashboard session tokens (key: `MasterKey::session_key`).
+    pub sessions: session::SessionSigner,
     /// Fired when the graceful-stop grace period is over: in-flight work ends now.
     pub hard_stop: CancellationToken,
 }
@@ -43,6 +49,7 @@ pub fn router(state: SharedState) -> Router {
         ));
     Router::new()
         .nest("/v1", v1)
+        .nest("/api", api::routes(state.clone()))
         .route("/health", get(health))
         .with_state(state)
         .layer(middleware::trace_layer())

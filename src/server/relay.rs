@@ -4,6 +4,7 @@
 
 use super::request_log::RequestLog;
 use crate::{
+    config::ProviderKind,
     error::ErrorBody,
     providers::{ChunkStream, UpstreamError},
 };
@@ -21,9 +22,19 @@ enum Phase {
     Finished,
 }
 
+/// What is needed to estimate usage if the upstream never reports it.
+pub struct EstimateInput {
+    pub kind: ProviderKind,
+    pub model: String,
+    pub request_body: Bytes,
+}
+
 pub struct Relay {
     inner: ChunkStream,
     log: RequestLog,
+    estimate: EstimateInput,
+    /// Generated text so far, counted only if the stream ends without usage.
+    completion: String,
     include_usage: bool,
     saw_finish: bool,
     saw_usage: bool,
@@ -36,12 +47,15 @@ impl Relay {
     pub fn new(
         inner: ChunkStream,
         log: RequestLog,
+        estimate: EstimateInput,
         include_usage: bool,
         hard_stop: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
             inner,
             log,
+            estimate,
+            completion: String::new(),
             include_usage,
             saw_finish: false,
             saw_usage: false,
@@ -51,9 +65,20 @@ impl Relay {
         }
     }
 
-    fn end_with_error(&mut self, code: &str, message: &str, log_error: String) -> Bytes {
+    /// Writes the row; a stream that never got usage is estimated and priced as such.
+    fn finish(&mut self, error: Option<String>) {
         self.phase = Phase::Finished;
-        self.log.finish_now(200, Some(log_error));
+        if !self.saw_usage {
+            let e = &self.estimate;
+            let counts =
+                crate::estimate::estimate(e.kind, &e.model, &e.request_body, &self.completion);
+            self.log.set_usage(Some(counts), "estimated");
+        }
+        self.log.finish_now(200, error);
+    }
+
+    fn end_with_error(&mut self, code: &str, message: &str, log_error: String) -> Bytes {
+        self.finish(Some(log_error));
         error_event(code, message)
     }
 }
@@ -112,6 +137,9 @@ impl Stream for Relay {
                         this.log.set_usage(ev.usage, "reported");
                     }
                     this.saw_finish |= ev.finished;
+                    if !this.saw_usage {
+                        this.completion.push_str(&ev.text);
+                    }
                     if ev.usage_only && !this.include_usage {
                         continue;
                     }
@@ -130,8 +158,7 @@ impl Stream for Relay {
                         let ev = upstream_failure(this, &e);
                         return Poll::Ready(Some(Ok(ev)));
                     }
-                    this.phase = Phase::Finished;
-                    this.log.finish_now(200, None);
+                    this.finish(None);
                     return Poll::Ready(Some(Ok(Bytes::from_static(DONE))));
                 }
             }
@@ -151,10 +178,9 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if matches!(self.phase, Phase::Streaming) {
             // The client went away mid-stream; the 200 was already sent.
-            self.log.finish_now(
-                200,
-                Some("client_disconnected: the client closed the stream early".into()),
-            );
+            self.finish(Some(
+                "client_disconnected: the client closed the stream early".into(),
+            ));
         }
     }
 }

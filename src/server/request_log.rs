@@ -3,8 +3,10 @@
 //! (the handler future or the stream body was dropped before finishing).
 
 use crate::{
+    budget::Reservation,
     domain::TokenCounts,
     error::ApiError,
+    registry::pricing::Pricer,
     store::{KeyRecord, LogRow},
     workers::log_writer::LogSink,
 };
@@ -15,6 +17,12 @@ pub struct RequestLog {
     sink: LogSink,
     row: Option<LogRow>,
     started: Instant,
+    /// Set once the request has a provider: rows with usage are priced when they finish.
+    pricer: Option<Pricer>,
+    /// The model id sent upstream (the row keeps the one the upstream reported).
+    sent_model: Option<String>,
+    /// Budget held for this request; settled to the real cost when the row is priced.
+    reservation: Option<Reservation>,
 }
 
 impl RequestLog {
@@ -22,6 +30,9 @@ impl RequestLog {
         Self {
             sink: sink.clone(),
             started: Instant::now(),
+            pricer: None,
+            sent_model: None,
+            reservation: None,
             row: Some(LogRow {
                 request_id: request_id.to_string(),
                 created_at: Utc::now(),
@@ -42,6 +53,37 @@ impl RequestLog {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Records where the request goes; from here on its usage is priced.
+    pub fn set_route(&mut self, provider: &str, sent_model: &str, pricer: Pricer) {
+        let row = self.row();
+        row.provider = Some(provider.to_string());
+        row.upstream_model = Some(sent_model.to_string());
+        self.sent_model = Some(sent_model.to_string());
+        self.pricer = Some(pricer);
+    }
+
+    /// Prices the row's usage now (idempotent); returns the cost when the model has a price.
+    pub fn price(&mut self) -> Option<f64> {
+        let pricer = self.pricer.clone()?;
+        let row = self.row.as_mut()?;
+        if row.price_source.is_some() {
+            return row.cost_usd;
+        }
+        let (usage, provider) = (row.usage?, row.provider.clone()?);
+        let sent = self.sent_model.clone().unwrap_or_default();
+        let reported = row.upstream_model.clone().unwrap_or_default();
+        let priced = pricer.price(&provider, &[sent.as_str(), reported.as_str()], &usage);
+        row.cost_usd = priced.cost_usd;
+        row.price_source = Some(priced.source.as_str().to_string());
+        row.price_note = Some(priced.note);
+        row.registry_version = priced.registry_version;
+        row.cost_usd
+    }
+
+    pub fn set_reservation(&mut self, r: Option<Reservation>) {
+        self.reservation = r;
+    }
+
     pub fn set_usage(&mut self, usage: Option<TokenCounts>, source: &'static str) {
         let row = self.row();
         row.usage_source = usage.is_some().then_some(source);
@@ -50,6 +92,10 @@ impl RequestLog {
 
     fn take_row(&mut self, status: u16, error: Option<String>) -> Option<LogRow> {
         let latency = self.elapsed_ms();
+        let cost = self.price();
+        if let Some(r) = self.reservation.take() {
+            r.settle(cost.unwrap_or(0.0));
+        }
         let mut row = self.row.take()?;
         row.status = status;
         row.latency_ms = latency;

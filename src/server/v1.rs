@@ -1,6 +1,11 @@
 //! The OpenAI-compatible API: `/v1/chat/completions`, `/v1/models`.
 
-use super::{SharedState, middleware::RequestId, relay::Relay, request_log::RequestLog};
+use super::{
+    SharedState,
+    middleware::RequestId,
+    relay::{EstimateInput, Relay},
+    request_log::RequestLog,
+};
 use crate::{
     domain::{embeddings::parse_embeddings_request, validate::parse_chat_request},
     error::ApiError,
@@ -97,10 +102,56 @@ fn route(
             RouteError::UnknownModel => ApiError::ModelNotFound(model.to_string()),
             RouteError::Unavailable(reason) => ApiError::ProviderNotConfigured(reason),
         })?;
-    let row = log.row();
-    row.provider = Some(route.provider.name().to_string());
-    row.upstream_model = Some(route.upstream_model.clone());
+    log.set_route(
+        route.provider.name(),
+        &route.upstream_model,
+        state.pricer.clone(),
+    );
     Ok(route)
+}
+
+/// Output tokens assumed for a budget reservation when neither the request nor the registry says.
+const DEFAULT_MAX_OUTPUT: u64 = 32_768;
+
+/// For keys with a budget: reserves the most this request can cost, or refuses it (429). A model
+/// without a price cannot be budgeted, so budgeted keys may not use one (403).
+fn reserve_budget(
+    state: &SharedState,
+    key: &KeyRecord,
+    log: &mut RequestLog,
+    route: &Route,
+    body: &[u8],
+    max_output: Option<u64>,
+) -> Result<(), ApiError> {
+    if key.budget_usd.is_none() {
+        return Ok(());
+    }
+    let provider = route.provider.name();
+    let prices = state
+        .pricer
+        .prices(provider, &[route.upstream_model.as_str()])
+        .ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "This API key has a budget, and the model `{}` has no known price, so it cannot be used with this key.",
+                route.upstream_model
+            ))
+        })?;
+    let limit = max_output.or_else(|| {
+        let catalog = state.registry.snapshot();
+        let source = crate::registry::PROVIDER_MAP
+            .iter()
+            .find(|(_, g)| *g == provider)?
+            .1;
+        catalog
+            .model(source, &route.upstream_model)
+            .and_then(|m| m.limit.and_then(|l| l.output))
+    });
+    let prompt =
+        crate::estimate::estimate(route.provider.kind(), &route.upstream_model, body, "").prompt;
+    let max = crate::budget::max_cost(&prices, prompt, limit.unwrap_or(DEFAULT_MAX_OUTPUT));
+    let reservation = state.budgets.reserve(key, max)?;
+    log.set_reservation(reservation);
+    Ok(())
 }
 
 async fn chat(
@@ -114,6 +165,8 @@ async fn chat(
     let stream = req.stream == Some(true);
     log.row().stream = stream;
     let route = route(state, key, log, &req.model)?;
+    let max_output = req.max_completion_tokens.or(req.max_tokens);
+    reserve_budget(state, key, log, &route, &body, max_output)?;
     req.model = route.upstream_model;
     let hard_stop = state.hard_stop.clone();
 
@@ -123,6 +176,11 @@ async fn chat(
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
+        let estimate = EstimateInput {
+            kind: route.provider.kind(),
+            model: req.model.clone(),
+            request_body: body.clone(),
+        };
         let chunks = tokio::select! {
             r = route.provider.chat_stream(req) => r?,
             _ = hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
@@ -135,7 +193,10 @@ async fn chat(
             );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            (Relay::new(chunks, log, include_usage, hard_stop), headers)
+            (
+                Relay::new(chunks, log, estimate, include_usage, hard_stop),
+                headers,
+            )
         })));
     }
 
@@ -147,12 +208,29 @@ async fn chat(
         log.row().upstream_model = Some(model);
     }
     log.set_usage(answer.usage, "reported");
+    let cost = log.price();
     let mut resp = Response::new(Body::from(answer.body));
+    if let Some(cost) = cost
+        && let Ok(v) = HeaderValue::from_str(&format_cost(cost))
+    {
+        resp.headers_mut().insert(COST_HEADER, v);
+    }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     Ok(Reply::Json(resp))
+}
+
+pub const COST_HEADER: &str = "x-gophergate-cost-usd";
+
+/// A cost as plain decimal dollars with enough digits for a single cheap request.
+pub fn format_cost(usd: f64) -> String {
+    let s = format!("{usd:.12}");
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.')
+        .map(|t| format!("{t}.0"))
+        .unwrap_or_else(|| s.to_string())
 }
 
 async fn embeddings(
@@ -167,6 +245,7 @@ async fn embeddings(
         let mut req =
             parse_embeddings_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
         let route = route(&state, &key, &mut log, &req.model)?;
+        reserve_budget(&state, &key, &mut log, &route, &body, Some(0))?;
         req.model = route.upstream_model;
         let answer = tokio::select! {
             r = route.provider.embeddings(req) => r?,

@@ -5,7 +5,7 @@ pub mod sqlite;
 
 use crate::{crypto::Sealed, domain::TokenCounts};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +119,10 @@ pub struct LogRow {
     /// `reported` (from the upstream) or `estimated`; `None` when there is no usage.
     pub usage_source: Option<&'static str>,
     pub price_source: Option<String>,
+    /// The registry snapshot that priced the row.
+    pub registry_version: Option<String>,
+    /// What matched the price (`openai/gpt-4o`), or why the row is unpriced.
+    pub price_note: Option<String>,
     pub error: Option<String>,
 }
 
@@ -142,7 +146,10 @@ pub trait UserStore: Send + Sync {
         role: UserRole,
     ) -> StoreResult<UserRecord>;
     async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn find_user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
     async fn count_users(&self) -> StoreResult<i64>;
+    /// Invalidates every session of the user (logout everywhere); returns the new epoch.
+    async fn bump_session_epoch(&self, id: i64) -> StoreResult<i64>;
 }
 
 #[async_trait]
@@ -176,6 +183,67 @@ pub trait LogStore: Send + Sync {
     async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<()>;
     async fn count_logs(&self) -> StoreResult<i64>;
     async fn query_logs(&self, q: &LogQuery) -> StoreResult<Vec<StoredLog>>;
+    /// Usage totals per group, from the daily rollups only (never the raw rows).
+    async fn usage(&self, q: &UsageQuery) -> StoreResult<Vec<UsageTotals>>;
+    /// Deletes up to `max_rows` raw log rows created before `cutoff`, oldest first, in one short
+    /// transaction; returns how many went. Rollups are kept.
+    async fn delete_logs_before(&self, cutoff: DateTime<Utc>, max_rows: u32) -> StoreResult<u64>;
+}
+
+/// What `/api/usage` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGroup {
+    Key,
+    Model,
+    Provider,
+    Day,
+}
+
+impl UsageGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Model => "model",
+            Self::Provider => "provider",
+            Self::Day => "day",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "key" => Some(Self::Key),
+            "model" => Some(Self::Model),
+            "provider" => Some(Self::Provider),
+            "day" => Some(Self::Day),
+            _ => None,
+        }
+    }
+}
+
+/// Whole UTC days, both ends included (the rollups are daily).
+#[derive(Debug, Clone, Copy)]
+pub struct UsageQuery {
+    pub group_by: UsageGroup,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+/// Totals for one group. `group` is `None` for rows without that attribute (e.g. no provider for
+/// an unknown model); for `Day` it is `YYYY-MM-DD`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageTotals {
+    pub group: Option<String>,
+    pub requests: u64,
+    /// Requests answered with status >= 400.
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Sum over the priced requests; `None` when none was priced.
+    pub cost_usd: Option<f64>,
+    /// Requests whose cost is unknown (`cost_usd` NULL), not included in `cost_usd`.
+    pub unpriced_requests: u64,
 }
 
 pub trait Store: KeyStore + UserStore + CredentialStore + LogStore {}

@@ -198,10 +198,31 @@ impl UserStore for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn find_user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, role, session_epoch, created_at FROM users WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     async fn count_users(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn bump_session_epoch(&self, id: i64) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "UPDATE users SET session_epoch = session_epoch + 1, updated_at = ? WHERE id = ? RETURNING session_epoch",
+        )
+        .bind(format_time(Utc::now()))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no user with id {id}")))
     }
 }
 
@@ -260,7 +281,7 @@ impl CredentialStore for SqliteStore {
 }
 
 /// Columns per row in the multi-row insert; SQLite allows 32,766 bound parameters per statement.
-const LOG_COLUMNS: usize = 19;
+const LOG_COLUMNS: usize = 21;
 const LOG_ROWS_PER_STATEMENT: usize = 32_000 / LOG_COLUMNS;
 
 #[async_trait]
@@ -271,7 +292,7 @@ impl LogStore for SqliteStore {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO request_logs (request_id, created_at, key_id, key_name, provider, model, upstream_model,
                  stream, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens,
-                 reasoning_tokens, cost_usd, usage_source, price_source, error) ",
+                 reasoning_tokens, cost_usd, usage_source, price_source, registry_version, price_note, error) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 let u = r.usage;
@@ -293,10 +314,13 @@ impl LogStore for SqliteStore {
                     .push_bind(r.cost_usd)
                     .push_bind(r.usage_source)
                     .push_bind(&r.price_source)
+                    .push_bind(&r.registry_version)
+                    .push_bind(&r.price_note)
                     .push_bind(&r.error);
             });
             qb.build().execute(&mut *tx).await?;
         }
+        upsert_rollups(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -329,6 +353,24 @@ impl LogStore for SqliteStore {
             .push_bind(i64::from(q.limit.max(1)));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(log_from_row).collect()
+    }
+
+    async fn usage(&self, q: &UsageQuery) -> StoreResult<Vec<UsageTotals>> {
+        usage_totals(&self.pool, q).await
+    }
+
+    async fn delete_logs_before(&self, cutoff: DateTime<Utc>, max_rows: u32) -> StoreResult<u64> {
+        // One statement is one short transaction; the created_at index finds the oldest rows
+        // whatever order their ids are in.
+        let done = sqlx::query(
+            "DELETE FROM request_logs WHERE id IN
+             (SELECT id FROM request_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        )
+        .bind(format_time(cutoff))
+        .bind(i64::from(max_rows.max(1)))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -369,7 +411,140 @@ fn log_from_row(r: &SqliteRow) -> StoreResult<StoredLog> {
                 _ => None,
             },
             price_source: r.try_get("price_source")?,
+            registry_version: r.try_get("registry_version")?,
+            price_note: r.try_get("price_note")?,
             error: r.try_get("error")?,
         },
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Usage rollups (migrations/sqlite/0003_usage.sql)
+
+/// One rollup row's increments. `''` stands for a missing key, model or provider.
+#[derive(Default)]
+struct RollupDelta {
+    requests: i64,
+    errors: i64,
+    prompt: i64,
+    completion: i64,
+    cached: i64,
+    reasoning: i64,
+    cost: f64,
+    unpriced: i64,
+}
+
+const ROLLUP_COLUMNS: usize = 12;
+const ROLLUPS_PER_STATEMENT: usize = 32_000 / ROLLUP_COLUMNS;
+
+/// Adds a batch of log rows to the daily rollups, inside the batch's own transaction: the batch is
+/// summed in memory first, so each distinct (day, key, model, provider) gets one upsert row.
+async fn upsert_rollups(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[LogRow],
+) -> StoreResult<()> {
+    use std::collections::HashMap;
+    let mut groups: HashMap<(String, &str, &str, &str), RollupDelta> = HashMap::new();
+    for r in rows {
+        let day = r.created_at.format("%Y-%m-%d").to_string();
+        let d = groups
+            .entry((
+                day,
+                r.key_name.as_deref().unwrap_or(""),
+                r.model.as_deref().unwrap_or(""),
+                r.provider.as_deref().unwrap_or(""),
+            ))
+            .or_default();
+        d.requests += 1;
+        d.errors += i64::from(r.status >= 400);
+        if let Some(u) = r.usage {
+            d.prompt += u.prompt as i64;
+            d.completion += u.completion as i64;
+            d.cached += u.cached as i64;
+            d.reasoning += u.reasoning as i64;
+        }
+        match r.cost_usd {
+            Some(c) => d.cost += c,
+            None => d.unpriced += 1,
+        }
+    }
+    let groups: Vec<_> = groups.into_iter().collect();
+    for chunk in groups.chunks(ROLLUPS_PER_STATEMENT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO usage_rollups (day, key_name, model, provider, requests, errors, prompt_tokens,
+             completion_tokens, cached_tokens, reasoning_tokens, cost_usd, unpriced_requests) ",
+        );
+        qb.push_values(chunk, |mut b, ((day, key, model, provider), d)| {
+            b.push_bind(day.as_str())
+                .push_bind(*key)
+                .push_bind(*model)
+                .push_bind(*provider)
+                .push_bind(d.requests)
+                .push_bind(d.errors)
+                .push_bind(d.prompt)
+                .push_bind(d.completion)
+                .push_bind(d.cached)
+                .push_bind(d.reasoning)
+                .push_bind(d.cost)
+                .push_bind(d.unpriced);
+        });
+        qb.push(
+            " ON CONFLICT (day, key_name, model, provider) DO UPDATE SET
+             requests = requests + excluded.requests,
+             errors = errors + excluded.errors,
+             prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+             completion_tokens = completion_tokens + excluded.completion_tokens,
+             cached_tokens = cached_tokens + excluded.cached_tokens,
+             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+             cost_usd = cost_usd + excluded.cost_usd,
+             unpriced_requests = unpriced_requests + excluded.unpriced_requests",
+        );
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn usage_totals(pool: &SqlitePool, q: &UsageQuery) -> StoreResult<Vec<UsageTotals>> {
+    let (column, order) = match q.group_by {
+        UsageGroup::Key => ("key_name", "requests DESC, grp"),
+        UsageGroup::Model => ("model", "requests DESC, grp"),
+        UsageGroup::Provider => ("provider", "requests DESC, grp"),
+        UsageGroup::Day => ("day", "grp"),
+    };
+    let sql = format!(
+        "SELECT {column} AS grp, SUM(requests) AS requests, SUM(errors) AS errors,
+         SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
+         SUM(cached_tokens) AS cached_tokens, SUM(reasoning_tokens) AS reasoning_tokens,
+         SUM(cost_usd) AS cost_usd, SUM(unpriced_requests) AS unpriced_requests
+         FROM usage_rollups WHERE day >= ? AND day <= ?
+         GROUP BY grp ORDER BY {order}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(q.from.format("%Y-%m-%d").to_string())
+        .bind(q.to.format("%Y-%m-%d").to_string())
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let n = |col: &str| -> StoreResult<u64> {
+                Ok(r.try_get::<Option<i64>, _>(col)?.unwrap_or(0).max(0) as u64)
+            };
+            let group: String = r.try_get("grp")?;
+            let requests = n("requests")?;
+            let unpriced = n("unpriced_requests")?;
+            let cost: Option<f64> = r.try_get("cost_usd")?;
+            Ok(UsageTotals {
+                group: (!group.is_empty()).then_some(group),
+                requests,
+                errors: n("errors")?,
+                prompt_tokens: n("prompt_tokens")?,
+                completion_tokens: n("completion_tokens")?,
+                cached_tokens: n("cached_tokens")?,
+                reasoning_tokens: n("reasoning_tokens")?,
+                // Never a made-up 0: with no priced request there is no cost to report.
+                cost_usd: if requests > unpriced { cost } else { None },
+                unpriced_requests: unpriced,
+            })
+        })
+        .collect()
 }

@@ -2,3 +2,4 @@
 //! token; the request log writer stops last, after the server has drained.
 
 pub mod log_writer;
+pub mod retention;

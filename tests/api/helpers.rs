@@ -246,3 +246,17 @@ pub async fn read_stream(resp: reqwest::Response) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+impl TestApp {
+    /// Waits until the background worker has loaded the registry.
+    pub async fn wait_registry(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.app().state().registry.snapshot().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the registry never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -4,11 +4,14 @@
 mod helpers;
 
 mod auth;
+mod budget;
 mod chat;
 mod cli;
+mod dashboard_api;
 mod embeddings;
 mod errors;
 mod models;
+mod pricing;
 mod providers_gemini;
 mod providers_openai_compat;
 mod shutdown;
