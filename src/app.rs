@@ -74,7 +74,9 @@ impl App {
                 shutdown.clone(),
             ));
         }
+        let events = crate::events::Events::default();
         tracker.spawn(registry::source::run(
+            events.clone(),
             registry.clone(),
             config.registry.url.clone(),
             config.data_dir.clone(),
@@ -96,6 +98,7 @@ impl App {
             providers: Arc::new(providers),
             pricer: registry::pricing::Pricer::new(registry.clone(), config_pricing),
             budgets: crate::budget::Budgets::new(),
+            events,
             registry,
             logs,
             sessions: server::session::SessionSigner::new(master.session_key()),

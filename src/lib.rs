@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod estimate;
+pub mod events;
 pub mod keys;
 pub mod mock;
 pub mod providers;

@@ -117,6 +117,7 @@ async fn write_cache(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Worker: refreshes at start and then every `every`, until shutdown.
 pub async fn run(
+    events: crate::events::Events,
     registry: Arc<Registry>,
     url: String,
     data_dir: PathBuf,
@@ -130,11 +131,13 @@ pub async fn run(
         let wait = match refresh_once(&registry, &url, &data_dir, &client).await {
             RefreshOutcome::Updated { version, models } => {
                 tracing::info!(%version, models, "model registry updated");
+                events.publish(crate::events::Event::RegistryRefreshed { version, models });
                 every
             }
             RefreshOutcome::Unchanged => every,
             RefreshOutcome::Failed(reason) => {
                 tracing::warn!(%reason, "model registry refresh failed; keeping the current catalog");
+                events.publish(crate::events::Event::RegistryRefreshFailed { reason });
                 retry
             }
         };

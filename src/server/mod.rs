@@ -29,6 +29,7 @@ pub struct AppState {
     pub registry: Arc<crate::registry::Registry>,
     pub pricer: crate::registry::pricing::Pricer,
     pub budgets: Arc<crate::budget::Budgets>,
+    pub events: crate::events::Events,
     pub logs: LogSink,
     /// Signs and checks dashboard session tokens (key: `MasterKey::session_key`).
     pub sessions: session::SessionSigner,

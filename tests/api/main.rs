@@ -14,5 +14,6 @@ mod models;
 mod pricing;
 mod providers_gemini;
 mod providers_openai_compat;
+mod registry;
 mod shutdown;
 mod streams;
