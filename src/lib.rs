@@ -19,6 +19,7 @@ pub mod domain;
 pub mod error;
 pub mod estimate;
 pub mod events;
+pub mod hub;
 pub mod keys;
 pub mod mock;
 pub mod providers;

@@ -27,6 +27,9 @@ pub struct RequestLog {
 
 impl RequestLog {
     pub fn new(sink: &LogSink, request_id: &str, key: &KeyRecord) -> Self {
+        sink.stats()
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             sink: sink.clone(),
             started: Instant::now(),
@@ -97,6 +100,10 @@ impl RequestLog {
             r.settle(cost.unwrap_or(0.0));
         }
         let mut row = self.row.take()?;
+        self.sink
+            .stats()
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         row.status = status;
         row.latency_ms = latency;
         if row.error.is_none() {

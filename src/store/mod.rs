@@ -220,12 +220,16 @@ impl UsageGroup {
     }
 }
 
-/// Whole UTC days, both ends included (the rollups are daily).
-#[derive(Debug, Clone, Copy)]
+/// Whole UTC days, both ends included (the rollups are daily), optionally narrowed to one key,
+/// model or provider.
+#[derive(Debug, Clone)]
 pub struct UsageQuery {
     pub group_by: UsageGroup,
     pub from: NaiveDate,
     pub to: NaiveDate,
+    pub key_name: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
 }
 
 /// Totals for one group. `group` is `None` for rows without that attribute (e.g. no provider for

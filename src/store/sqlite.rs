@@ -422,7 +422,7 @@ fn log_from_row(r: &SqliteRow) -> StoreResult<StoredLog> {
 // Usage rollups (migrations/sqlite/0003_usage.sql)
 
 /// One rollup row's increments. `''` stands for a missing key, model or provider.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct RollupDelta {
     requests: i64,
     errors: i64,
@@ -434,52 +434,112 @@ struct RollupDelta {
     unpriced: i64,
 }
 
-const ROLLUP_COLUMNS: usize = 12;
-const ROLLUPS_PER_STATEMENT: usize = 32_000 / ROLLUP_COLUMNS;
+impl RollupDelta {
+    fn add_row(&mut self, r: &LogRow) {
+        self.requests += 1;
+        self.errors += i64::from(r.status >= 400);
+        if let Some(u) = r.usage {
+            self.prompt += u.prompt as i64;
+            self.completion += u.completion as i64;
+            self.cached += u.cached as i64;
+            self.reasoning += u.reasoning as i64;
+        }
+        match r.cost_usd {
+            Some(c) => self.cost += c,
+            None => self.unpriced += 1,
+        }
+    }
 
-/// Adds a batch of log rows to the daily rollups, inside the batch's own transaction: the batch is
-/// summed in memory first, so each distinct (day, key, model, provider) gets one upsert row.
+    fn add(&mut self, o: &RollupDelta) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.prompt += o.prompt;
+        self.completion += o.completion;
+        self.cached += o.cached;
+        self.reasoning += o.reasoning;
+        self.cost += o.cost;
+        self.unpriced += o.unpriced;
+    }
+}
+
+const ROLLUP_SUMS: &str = "requests, errors, prompt_tokens, completion_tokens, cached_tokens, \
+    reasoning_tokens, cost_usd, unpriced_requests";
+const ROLLUP_ADD: &str = "requests = requests + excluded.requests, \
+    errors = errors + excluded.errors, \
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = completion_tokens + excluded.completion_tokens, \
+    cached_tokens = cached_tokens + excluded.cached_tokens, \
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+    cost_usd = cost_usd + excluded.cost_usd, \
+    unpriced_requests = unpriced_requests + excluded.unpriced_requests";
+const ROLLUP_SELECT: &str = "SUM(requests) AS requests, SUM(errors) AS errors, \
+    SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, \
+    SUM(cached_tokens) AS cached_tokens, SUM(reasoning_tokens) AS reasoning_tokens, \
+    SUM(cost_usd) AS cost_usd, SUM(unpriced_requests) AS unpriced_requests";
+
+/// Adds a batch of log rows to both rollup tables, inside the batch's own transaction. The batch
+/// is summed in memory first, so each distinct (day, key, model, provider), and each distinct
+/// (dimension, day, value), gets one upsert row.
 async fn upsert_rollups(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     rows: &[LogRow],
 ) -> StoreResult<()> {
     use std::collections::HashMap;
-    let mut groups: HashMap<(String, &str, &str, &str), RollupDelta> = HashMap::new();
+    let mut full: HashMap<(String, &str, &str, &str), RollupDelta> = HashMap::new();
     for r in rows {
-        let day = r.created_at.format("%Y-%m-%d").to_string();
-        let d = groups
-            .entry((
-                day,
-                r.key_name.as_deref().unwrap_or(""),
-                r.model.as_deref().unwrap_or(""),
-                r.provider.as_deref().unwrap_or(""),
-            ))
-            .or_default();
-        d.requests += 1;
-        d.errors += i64::from(r.status >= 400);
-        if let Some(u) = r.usage {
-            d.prompt += u.prompt as i64;
-            d.completion += u.completion as i64;
-            d.cached += u.cached as i64;
-            d.reasoning += u.reasoning as i64;
-        }
-        match r.cost_usd {
-            Some(c) => d.cost += c,
-            None => d.unpriced += 1,
+        full.entry((
+            r.created_at.format("%Y-%m-%d").to_string(),
+            r.key_name.as_deref().unwrap_or(""),
+            r.model.as_deref().unwrap_or(""),
+            r.provider.as_deref().unwrap_or(""),
+        ))
+        .or_default()
+        .add_row(r);
+    }
+    let mut dims: HashMap<[&str; 3], RollupDelta> = HashMap::new();
+    for ((day, key, model, provider), d) in &full {
+        for (dim, value) in [("key", key), ("model", model), ("provider", provider)] {
+            dims.entry([dim, day.as_str(), value]).or_default().add(d);
         }
     }
-    let groups: Vec<_> = groups.into_iter().collect();
-    for chunk in groups.chunks(ROLLUPS_PER_STATEMENT) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO usage_rollups (day, key_name, model, provider, requests, errors, prompt_tokens,
-             completion_tokens, cached_tokens, reasoning_tokens, cost_usd, unpriced_requests) ",
-        );
-        qb.push_values(chunk, |mut b, ((day, key, model, provider), d)| {
-            b.push_bind(day.as_str())
-                .push_bind(*key)
-                .push_bind(*model)
-                .push_bind(*provider)
-                .push_bind(d.requests)
+    let full: Vec<([&str; 4], RollupDelta)> = full
+        .iter()
+        .map(|((day, k, m, p), d)| ([day.as_str(), *k, *m, *p], *d))
+        .collect();
+    upsert_deltas(
+        tx,
+        "usage_rollups",
+        ["day", "key_name", "model", "provider"],
+        &full,
+    )
+    .await?;
+    let dims: Vec<([&str; 3], RollupDelta)> = dims.into_iter().collect();
+    upsert_deltas(
+        tx,
+        "usage_dim_rollups",
+        ["dimension", "day", "value"],
+        &dims,
+    )
+    .await
+}
+
+async fn upsert_deltas<const N: usize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: &str,
+    key_columns: [&str; N],
+    groups: &[([&str; N], RollupDelta)],
+) -> StoreResult<()> {
+    let keys = key_columns.join(", ");
+    // SQLite allows 32,766 bound parameters per statement.
+    for chunk in groups.chunks(32_000 / (N + 8)) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "INSERT INTO {table} ({keys}, {ROLLUP_SUMS}) "
+        ));
+        qb.push_values(chunk, |mut b, (key, d)| {
+            for k in key {
+                b.push_bind(*k);
+            }
+            b.push_bind(d.requests)
                 .push_bind(d.errors)
                 .push_bind(d.prompt)
                 .push_bind(d.completion)
@@ -488,42 +548,63 @@ async fn upsert_rollups(
                 .push_bind(d.cost)
                 .push_bind(d.unpriced);
         });
-        qb.push(
-            " ON CONFLICT (day, key_name, model, provider) DO UPDATE SET
-             requests = requests + excluded.requests,
-             errors = errors + excluded.errors,
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-             completion_tokens = completion_tokens + excluded.completion_tokens,
-             cached_tokens = cached_tokens + excluded.cached_tokens,
-             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-             cost_usd = cost_usd + excluded.cost_usd,
-             unpriced_requests = unpriced_requests + excluded.unpriced_requests",
-        );
+        qb.push(format!(" ON CONFLICT ({keys}) DO UPDATE SET {ROLLUP_ADD}"));
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
 
+/// Without filters, from `usage_dim_rollups` (a few rows per day: fast whatever the traffic);
+/// with a key, model or provider filter, from the full-grain `usage_rollups`.
 async fn usage_totals(pool: &SqlitePool, q: &UsageQuery) -> StoreResult<Vec<UsageTotals>> {
-    let (column, order) = match q.group_by {
-        UsageGroup::Key => ("key_name", "requests DESC, grp"),
-        UsageGroup::Model => ("model", "requests DESC, grp"),
-        UsageGroup::Provider => ("provider", "requests DESC, grp"),
-        UsageGroup::Day => ("day", "grp"),
-    };
-    let sql = format!(
-        "SELECT {column} AS grp, SUM(requests) AS requests, SUM(errors) AS errors,
-         SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
-         SUM(cached_tokens) AS cached_tokens, SUM(reasoning_tokens) AS reasoning_tokens,
-         SUM(cost_usd) AS cost_usd, SUM(unpriced_requests) AS unpriced_requests
-         FROM usage_rollups WHERE day >= ? AND day <= ?
-         GROUP BY grp ORDER BY {order}"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(q.from.format("%Y-%m-%d").to_string())
-        .bind(q.to.format("%Y-%m-%d").to_string())
-        .fetch_all(pool)
-        .await?;
+    let from = q.from.format("%Y-%m-%d").to_string();
+    let to = q.to.format("%Y-%m-%d").to_string();
+    let filtered = q.key_name.is_some() || q.model.is_some() || q.provider.is_some();
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT ");
+    if filtered {
+        let column = match q.group_by {
+            UsageGroup::Key => "key_name",
+            UsageGroup::Model => "model",
+            UsageGroup::Provider => "provider",
+            UsageGroup::Day => "day",
+        };
+        qb.push(format!(
+            "{column} AS grp, {ROLLUP_SELECT} FROM usage_rollups WHERE day >= "
+        ))
+        .push_bind(from)
+        .push(" AND day <= ")
+        .push_bind(to);
+        for (column, value) in [
+            ("key_name", &q.key_name),
+            ("model", &q.model),
+            ("provider", &q.provider),
+        ] {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(v.as_str());
+            }
+        }
+    } else {
+        // Every row counts once in each dimension, so a day's total is its providers' sum.
+        let (dimension, column) = match q.group_by {
+            UsageGroup::Key => ("key", "value"),
+            UsageGroup::Model => ("model", "value"),
+            UsageGroup::Provider => ("provider", "value"),
+            UsageGroup::Day => ("provider", "day"),
+        };
+        qb.push(format!(
+            "{column} AS grp, {ROLLUP_SELECT} FROM usage_dim_rollups WHERE dimension = "
+        ))
+        .push_bind(dimension)
+        .push(" AND day >= ")
+        .push_bind(from)
+        .push(" AND day <= ")
+        .push_bind(to);
+    }
+    qb.push(match q.group_by {
+        UsageGroup::Day => " GROUP BY grp ORDER BY grp",
+        _ => " GROUP BY grp ORDER BY requests DESC, grp",
+    });
+    let rows = qb.build().fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
             let n = |col: &str| -> StoreResult<u64> {

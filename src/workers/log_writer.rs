@@ -19,6 +19,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 #[derive(Debug, Default)]
 pub struct LogStats {
     pub submitted: AtomicU64,
+    /// Rows with status >= 400.
+    pub errors: AtomicU64,
+    /// Requests that have a `RequestLog` but no row yet.
+    pub in_flight: std::sync::atomic::AtomicI64,
     pub written: AtomicU64,
     /// Times a request had to wait because the queue was full.
     pub full_waits: AtomicU64,
@@ -58,9 +62,16 @@ impl LogSink {
         self.capacity - self.tx.capacity()
     }
 
+    fn count(&self, row: &LogRow) {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        if row.status >= 400 {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Queues a row; waits only when the queue is full.
     pub async fn submit(&self, row: LogRow) {
-        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        self.count(&row);
         match self.tx.try_send(row) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(row)) => {
@@ -76,7 +87,7 @@ impl LogSink {
 
     /// For places that cannot wait (a `Drop`): queues now, or hands the wait to a tracked task.
     pub fn submit_detached(&self, row: LogRow) {
-        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        self.count(&row);
         match self.tx.try_send(row) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(row)) => {

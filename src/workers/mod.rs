@@ -2,4 +2,5 @@
 //! token; the request log writer stops last, after the server has drained.
 
 pub mod log_writer;
+pub mod metrics;
 pub mod retention;

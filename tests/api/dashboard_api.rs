@@ -639,6 +639,43 @@ async fn usage_api_matches_sums_over_the_raw_rows_for_every_grouping() {
         &expected_usage(&window, "model"),
         "window",
     );
+    // Drill-downs: one key by model, one model by day, a key and a provider by key.
+    let only = |f: &dyn Fn(&LogRow) -> bool| -> Vec<StoredLog> {
+        all.iter().filter(|s| f(&s.row)).cloned().collect()
+    };
+    let range = format!("from={from}&to={to}");
+    for (query, group_by, rows) in [
+        (
+            "key_name=alpha",
+            "model",
+            only(&|r| r.key_name.as_deref() == Some("alpha")),
+        ),
+        (
+            "model=gpt-4o",
+            "day",
+            only(&|r| r.model.as_deref() == Some("gpt-4o")),
+        ),
+        (
+            "key_name=beta&provider=gemini",
+            "key",
+            only(&|r| {
+                r.key_name.as_deref() == Some("beta") && r.provider.as_deref() == Some("gemini")
+            }),
+        ),
+    ] {
+        let body = get_ok(
+            &t,
+            &format!("/api/usage?group_by={group_by}&{query}&{range}"),
+            &token,
+        )
+        .await;
+        assert!(!rows.is_empty(), "{query}");
+        assert_usage_eq(
+            &usage_by_group(&body),
+            &expected_usage(&rows, group_by),
+            query,
+        );
+    }
     let body = get_ok(&t, "/api/usage?group_by=provider", &token).await;
     assert_usage_eq(
         &usage_by_group(&body),

@@ -3,7 +3,9 @@
 //! requests were logged (and it still counts rows the retention worker has deleted).
 //!
 //! `from` and `to` are whole UTC days, both included: `YYYY-MM-DD`, or an RFC 3339 time, which
-//! selects the UTC day it falls in. Defaults: `to` today, `from` 29 days before `to` (30 days).
+//! selects the UTC day it falls in. Defaults: `to` today, `from` 29 days before `to` (30 days);
+//! `group_by` defaults to `day`. Optional `key_name`, `model`, `provider` narrow the totals to one
+//! key, model or provider (e.g. one key's usage by model).
 
 use super::{ApiFailure, Params};
 use crate::{
@@ -113,8 +115,17 @@ fn parse(mut p: Params, now: DateTime<Utc>) -> Result<UsageQuery, ApiFailure> {
             Some("from"),
         ));
     }
+    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let q = UsageQuery {
+        group_by,
+        from,
+        to,
+        key_name: text(p.take("key_name")),
+        model: text(p.take("model")),
+        provider: text(p.take("provider")),
+    };
     p.finish()?;
-    Ok(UsageQuery { group_by, from, to })
+    Ok(q)
 }
 
 /// `YYYY-MM-DD`, or an RFC 3339 time taken as its UTC day. A `+` in an offset arrives as a space
