@@ -321,6 +321,7 @@ impl LogStore for SqliteStore {
             qb.build().execute(&mut *tx).await?;
         }
         upsert_rollups(&mut tx, rows).await?;
+        add_key_spend(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -628,4 +629,26 @@ async fn usage_totals(pool: &SqlitePool, q: &UsageQuery) -> StoreResult<Vec<Usag
             })
         })
         .collect()
+}
+
+/// Adds each key's priced cost in the batch to `api_keys.spent_usd`, in the rows' transaction, so
+/// the stored spend always equals the sum of the logged costs (budgets start from it).
+async fn add_key_spend(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[LogRow],
+) -> StoreResult<()> {
+    let mut by_key: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for r in rows {
+        if let (Some(id), Some(cost)) = (r.key_id, r.cost_usd) {
+            *by_key.entry(id).or_default() += cost;
+        }
+    }
+    for (id, cost) in by_key {
+        sqlx::query("UPDATE api_keys SET spent_usd = spent_usd + ? WHERE id = ?")
+            .bind(cost)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

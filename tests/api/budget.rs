@@ -127,3 +127,60 @@ async fn a_budgeted_key_cannot_use_an_unpriced_model() {
         200
     );
 }
+
+#[tokio::test]
+async fn spend_is_persisted_with_the_rows_and_survives_a_restart() {
+    let budget = 0.00005;
+    let (mut t, key) = budget_app(budget).await;
+    let version_before = t.app().state().store.keys_version().await.unwrap();
+    for _ in 0..3 {
+        let r = t
+            .http
+            .post(t.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&request(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let rows = t.exact_logs(3).await;
+    let logged: f64 = rows.iter().filter_map(|r| r.row.cost_usd).sum();
+    let stored = t
+        .app()
+        .state()
+        .store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "budgeted")
+        .unwrap()
+        .spent_usd;
+    assert!(
+        (stored - logged).abs() < 1e-12,
+        "stored {stored} vs logged {logged}"
+    );
+    // Recording spend is not a key change: caches stay warm.
+    assert_eq!(
+        t.app().state().store.keys_version().await.unwrap(),
+        version_before
+    );
+
+    // A new process starts the ledger from the stored spend.
+    let dir = t.dir.path().to_path_buf();
+    t.shutdown().await;
+    let config = test_config(&dir, &t.mock);
+    let app = gophergate::app::App::build(config).await.unwrap();
+    let k = app
+        .state()
+        .store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "budgeted")
+        .unwrap();
+    assert!((k.spent_usd - logged).abs() < 1e-12);
+    app.shutdown().await.unwrap();
+}
