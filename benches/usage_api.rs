@@ -59,6 +59,8 @@ fn synthetic_rows(total: usize) -> impl Iterator<Item = LogRow> {
                 cached: prompt / 4,
                 reasoning: if m % 5 == 0 { rng.gen_range(0..500) } else { 0 },
                 cache_write: 0,
+                audio_prompt: 0,
+                audio_completion: 0,
             }
         });
         // Two of the twenty models have no price.

@@ -339,11 +339,12 @@ impl Usage {
             total_tokens: t.prompt + t.completion,
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: Some(t.cached),
-                audio_tokens: None,
+                audio_tokens: (t.audio_prompt > 0).then_some(t.audio_prompt),
                 cache_write_tokens: (t.cache_write > 0).then_some(t.cache_write),
             }),
             completion_tokens_details: Some(CompletionTokensDetails {
                 reasoning_tokens: Some(t.reasoning),
+                audio_tokens: (t.audio_completion > 0).then_some(t.audio_completion),
                 ..Default::default()
             }),
         }
@@ -369,6 +370,16 @@ impl Usage {
                 .as_ref()
                 .and_then(|d| d.cache_write_tokens)
                 .unwrap_or(0),
+            audio_prompt: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.audio_tokens)
+                .unwrap_or(0),
+            audio_completion: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.audio_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -382,6 +393,12 @@ pub struct TokenCounts {
     pub cached: u64,
     pub reasoning: u64,
     pub cache_write: u64,
+    /// Audio input tokens, part of `prompt`.
+    #[serde(default)]
+    pub audio_prompt: u64,
+    /// Audio output tokens, part of `completion`.
+    #[serde(default)]
+    pub audio_completion: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

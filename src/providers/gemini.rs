@@ -156,7 +156,7 @@ impl Provider for GeminiProvider {
         })?;
         Ok(ProviderResponse {
             body: Bytes::from(json),
-            usage: parsed.usage_metadata.map(|u| u.counts()),
+            usage: parsed.usage_metadata.as_ref().map(|u| u.counts()),
             model: Some(out.model),
         })
     }

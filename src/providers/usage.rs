@@ -49,6 +49,12 @@ impl WireUsage {
                 .min(prompt),
             reasoning: reasoning.min(completion),
             cache_write: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
+            audio_prompt: details.and_then(|d| d.audio_tokens).unwrap_or(0),
+            audio_completion: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.audio_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -73,7 +79,9 @@ mod tests {
                 completion: 363,
                 cached: 4,
                 reasoning: 300,
-                cache_write: 0
+                cache_write: 0,
+                audio_prompt: 0,
+                audio_completion: 0
             }
         );
     }

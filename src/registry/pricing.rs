@@ -241,24 +241,31 @@ fn effective(cost: &Cost, prompt_tokens: u64) -> Cost {
 /// USD for this usage (OpenAI meaning) at these prices (USD per million tokens):
 ///
 /// ```text
-/// uncached    = prompt − cached − cache_write
+/// uncached    = prompt − cached − cache_write − audio_in
+/// visible     = completion − reasoning − audio_out
 /// cost = uncached × input + cached × (cache_read ?? input) + cache_write × (cache_write ?? input)
-///      + (completion − reasoning) × output + reasoning × (reasoning ?? output)      all ÷ 1e6
+///      + audio_in × (input_audio ?? input)
+///      + visible × output + reasoning × (reasoning ?? output) + audio_out × (output_audio ?? output)
+///                                                                                  all ÷ 1e6
 /// ```
-/// Cache writes are counted inside `prompt_tokens` (OpenAI's meaning), so they are taken out of the
-/// uncached part rather than billed twice.
+/// Cache writes and audio tokens are counted inside `prompt_tokens`/`completion_tokens` (OpenAI's
+/// meaning), so they are taken out of the plain parts rather than billed twice.
 pub fn cost_usd(cost: &Cost, u: &TokenCounts) -> f64 {
     let p = effective(cost, u.prompt);
     let cached = u.cached.min(u.prompt);
     let cache_write = u.cache_write.min(u.prompt - cached);
-    let uncached = u.prompt - cached - cache_write;
+    let audio_in = u.audio_prompt.min(u.prompt - cached - cache_write);
+    let uncached = u.prompt - cached - cache_write - audio_in;
     let reasoning = u.reasoning.min(u.completion);
-    let visible = u.completion - reasoning;
+    let audio_out = u.audio_completion.min(u.completion - reasoning);
+    let visible = u.completion - reasoning - audio_out;
     (uncached as f64 * p.input
         + cached as f64 * p.cache_read.unwrap_or(p.input)
         + cache_write as f64 * p.cache_write.unwrap_or(p.input)
+        + audio_in as f64 * p.input_audio.unwrap_or(p.input)
         + visible as f64 * p.output
-        + reasoning as f64 * p.reasoning.unwrap_or(p.output))
+        + reasoning as f64 * p.reasoning.unwrap_or(p.output)
+        + audio_out as f64 * p.output_audio.unwrap_or(p.output))
         / 1e6
 }
 
@@ -400,6 +407,8 @@ mod tests {
             cached: 400,
             reasoning: 0,
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         };
         close(
             cost_usd(&cost("openai", "gpt-4o"), &u),
@@ -412,6 +421,8 @@ mod tests {
             cached: 0,
             reasoning: 200,
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         };
         close(
             cost_usd(&cost("openai", "o3"), &u),
@@ -424,6 +435,8 @@ mod tests {
             cached: 2,
             reasoning: 228,
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         };
         close(
             cost_usd(&cost("xai", "grok-3-mini"), &u),
@@ -436,10 +449,33 @@ mod tests {
             cached: 50_000,
             reasoning: 0,
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         };
         close(
             cost_usd(&cost("gemini", "gemini-2.5-pro"), &u),
             (200_000.0 * 2.5 + 50_000.0 * 0.25 + 1000.0 * 15.0) / 1e6,
+        );
+        // Audio at its own prices, out of the text parts.
+        let u = TokenCounts {
+            prompt: 1000,
+            completion: 500,
+            cached: 0,
+            reasoning: 0,
+            cache_write: 0,
+            audio_prompt: 200,
+            audio_completion: 100,
+        };
+        let audio = Cost {
+            input: 1.0,
+            output: 2.0,
+            input_audio: Some(10.0),
+            output_audio: Some(20.0),
+            ..Default::default()
+        };
+        close(
+            cost_usd(&audio, &u),
+            (800.0 + 200.0 * 10.0 + 400.0 * 2.0 + 100.0 * 20.0) / 1e6,
         );
         // Cache writes come out of the uncached part.
         let u = TokenCounts {
@@ -448,6 +484,8 @@ mod tests {
             cached: 0,
             reasoning: 0,
             cache_write: 300,
+            audio_prompt: 0,
+            audio_completion: 0,
         };
         close(
             cost_usd(

@@ -386,6 +386,8 @@ fn log_from_row(r: &SqliteRow) -> StoreResult<StoredLog> {
             cached: n("cached_tokens")?.unwrap_or(0),
             reasoning: n("reasoning_tokens")?.unwrap_or(0),
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         }),
         _ => None,
     };

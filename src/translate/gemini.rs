@@ -150,9 +150,13 @@ pub struct GPromptFeedback {
     pub block_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GUsage {
+    #[serde(default)]
+    pub prompt_tokens_details: Vec<GModalityCount>,
+    #[serde(default)]
+    pub candidates_tokens_details: Vec<GModalityCount>,
     #[serde(default)]
     pub prompt_token_count: u64,
     #[serde(default)]
@@ -167,6 +171,23 @@ pub struct GUsage {
     pub total_token_count: u64,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GModalityCount {
+    #[serde(default)]
+    pub modality: String,
+    #[serde(default)]
+    pub token_count: u64,
+}
+
+fn audio(details: &[GModalityCount]) -> u64 {
+    details
+        .iter()
+        .filter(|d| d.modality == "AUDIO")
+        .map(|d| d.token_count)
+        .sum()
+}
+
 impl GUsage {
     /// OpenAI meaning: thinking tokens are part of the completion; tool-use prompt tokens are input.
     pub fn counts(&self) -> TokenCounts {
@@ -176,6 +197,8 @@ impl GUsage {
             cached: self.cached_content_token_count.min(self.prompt_token_count),
             reasoning: self.thoughts_token_count,
             cache_write: 0,
+            audio_prompt: audio(&self.prompt_tokens_details),
+            audio_completion: audio(&self.candidates_tokens_details),
         }
     }
 }
@@ -924,7 +947,10 @@ pub fn from_response(resp: &GenerateContentResponse, meta: &ResponseMeta) -> Cha
             .clone()
             .unwrap_or_else(|| meta.model.clone()),
         choices,
-        usage: resp.usage_metadata.map(|u| Usage::from_counts(&u.counts())),
+        usage: resp
+            .usage_metadata
+            .as_ref()
+            .map(|u| Usage::from_counts(&u.counts())),
         system_fingerprint: None,
         service_tier: None,
         extra: Map::new(),
@@ -969,8 +995,8 @@ impl StreamTranslator {
     }
 
     pub fn on_event(&mut self, ev: &GenerateContentResponse) -> Vec<ChatChunk> {
-        if let Some(u) = ev.usage_metadata {
-            self.usage = Some(u);
+        if let Some(u) = &ev.usage_metadata {
+            self.usage = Some(u.clone());
         }
         if let Some(v) = &ev.model_version {
             self.meta.model.clone_from(v);
@@ -1078,7 +1104,7 @@ impl StreamTranslator {
 
     /// The usage-only chunk that closes the stream (when the upstream reported usage).
     pub fn usage_chunk(&self) -> Option<(ChatChunk, TokenCounts)> {
-        let counts = self.usage?.counts();
+        let counts = self.usage.as_ref()?.counts();
         Some((
             self.chunk(Vec::new(), Some(Usage::from_counts(&counts))),
             counts,

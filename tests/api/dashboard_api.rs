@@ -455,6 +455,8 @@ fn synthetic_row(i: usize, created_at: DateTime<Utc>) -> LogRow {
             cached: (i % 3) as u64 * 10,
             reasoning: (i % 4) as u64,
             cache_write: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
         }),
         cost_usd: (i % 4 != 3).then_some(0.000_123 * (i % 9 + 1) as f64),
         usage_source: (i % 5 != 0).then_some("reported"),
