@@ -4,10 +4,10 @@
 
 use crate::{
     config::Config,
-    crypto::MasterKey,
+    crypto::{DataCipher, MasterKey},
     keys::KeyCache,
     providers, registry,
-    routing::{self, ProviderEntry},
+    routing::{self, KeySource, ProviderEntry},
     server::{self, AppState, SharedState},
     store::{self, DynStore},
     workers::{
@@ -15,6 +15,7 @@ use crate::{
         retention,
     },
 };
+use crate::{hub::Hub, workers::metrics::Sampler};
 use anyhow::Context;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
@@ -42,7 +43,8 @@ impl App {
             .await
             .context("could not open the database")?;
         let client = providers::http_client();
-        let providers = build_providers(&config, &store, &master, &client).await?;
+        let data_cipher = master.data_cipher();
+        let providers = build_providers(&config, &store, &data_cipher, &client).await?;
         // Serve at once from the last good copy; the worker fetches a fresh one in the background.
         let registry = Arc::new(match registry::source::load_cache(&config.data_dir) {
             Some(c) => c.into(),
@@ -57,15 +59,36 @@ impl App {
         let close_log = CancellationToken::new();
         let hard_stop = CancellationToken::new();
 
+        let hub = Hub::default();
         let (logs, log_rx) = LogSink::new(config.log.queue_capacity, tracker.clone());
+        let live = hub.clone();
         let log_writer = tokio::spawn(log_writer::run(
             store.clone(),
             log_rx,
             config.log.batch_size,
             logs.stats().clone(),
+            // Each row goes to the live view as soon as it is written (its id known).
+            Box::new(move |id, row| {
+                if live.has_clients() {
+                    live.publish("request_log", &server::api::logs::LogItem::new(id, row));
+                }
+            }),
             close_log.clone(),
         ));
+        let sampler = Arc::new(Sampler::default());
+        let depth_of = logs.clone();
+        tracker.spawn(sampler.clone().run(
+            logs.stats().clone(),
+            move || depth_of.depth(),
+            hub.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(keys.clone().watch(shutdown.clone()));
+        if config.metrics.enabled
+            && let Some(handle) = server::prometheus::install()
+        {
+            tracker.spawn(server::prometheus::upkeep(handle, shutdown.clone()));
+        }
         if !config.log.retention.is_zero() {
             tracker.spawn(retention::run(
                 store.clone(),
@@ -75,13 +98,18 @@ impl App {
             ));
         }
         let events = crate::events::Events::default();
+        tracker.spawn(forward_events(
+            events.subscribe(),
+            hub.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(registry::source::run(
             events.clone(),
             registry.clone(),
             config.registry.url.clone(),
             config.data_dir.clone(),
             config.registry.refresh,
-            client,
+            client.clone(),
             shutdown.clone(),
         ));
 
@@ -95,13 +123,22 @@ impl App {
             config: Arc::new(config),
             store,
             keys,
-            providers: Arc::new(providers),
+            providers: arc_swap::ArcSwap::from_pointee(providers),
+            data_cipher,
+            http: client,
+            provider_reload: tokio::sync::Mutex::new(()),
+            provider_health: Default::default(),
+            login_limiter: Default::default(),
+            started_at: std::time::Instant::now(),
             pricer: registry::pricing::Pricer::new(registry.clone(), config_pricing),
             budgets: crate::budget::Budgets::new(),
             events,
             registry,
             logs,
             sessions: server::session::SessionSigner::new(master.session_key()),
+            hub,
+            sampler,
+            shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
         });
         let app = server::router(state.clone());
@@ -191,6 +228,25 @@ async fn serve(
     }
 }
 
+/// Worker: passes operator events on to the dashboards.
+async fn forward_events(
+    mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    hub: Hub,
+    token: CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = token.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        match ev {
+            Ok(ev) => hub.publish("event", &ev),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     match &config.encryption_key {
         Some(k) => MasterKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("encryption_key {e}")),
@@ -206,23 +262,38 @@ fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     }
 }
 
+/// Rebuilds the providers from the configuration and the stored keys and swaps them in, so a key
+/// set from the dashboard takes effect without a restart.
+pub async fn reload_providers(state: &AppState) -> anyhow::Result<()> {
+    let _one_at_a_time = state.provider_reload.lock().await;
+    let providers =
+        build_providers(&state.config, &state.store, &state.data_cipher, &state.http).await?;
+    state.providers.store(Arc::new(providers));
+    Ok(())
+}
+
 /// Builds every provider adapter. A key stored (encrypted) in the database fills in for a provider
-/// that has none in the configuration.
+/// that has none in the configuration: a key from the configuration or the environment wins.
 async fn build_providers(
     config: &Config,
     store: &DynStore,
-    master: &MasterKey,
+    cipher: &DataCipher,
     client: &reqwest::Client,
 ) -> anyhow::Result<routing::Router> {
-    let cipher = master.data_cipher();
     let mut entries = Vec::new();
     for mut settings in config.providers()? {
+        let mut key_source = if settings.api_key.is_some() {
+            KeySource::Config
+        } else {
+            KeySource::None
+        };
         if settings.api_key.is_none()
             && let Some(sealed) = store.get_credential(&settings.name).await?
         {
             match cipher.open(&sealed, settings.name.as_bytes()) {
                 Ok(plain) => {
-                    settings.api_key = Some(String::from_utf8_lossy(&plain).into_owned().into())
+                    settings.api_key = Some(String::from_utf8_lossy(&plain).into_owned().into());
+                    key_source = KeySource::Database;
                 }
                 Err(e) => {
                     tracing::error!(provider = %settings.name, error = %e, "stored provider key unusable")
@@ -235,6 +306,7 @@ async fn build_providers(
             adapter: if reason.is_none() { adapter } else { None },
             unavailable_reason: reason,
             settings,
+            key_source,
         });
     }
     Ok(routing::Router::new(entries))

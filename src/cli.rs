@@ -5,11 +5,12 @@
 use crate::{
     app::App,
     config::Config,
-    crypto,
-    store::{self, NewKey, StoreError, UserRole},
+    secret::Secret,
+    store::{self, StoreError, UserRole},
+    users,
 };
 use anyhow::{Context, anyhow, bail};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
 use std::{io::Read, path::PathBuf};
 
@@ -87,8 +88,6 @@ pub enum ConfigCommand {
     Check,
 }
 
-pub const BCRYPT_COST: u32 = 12;
-
 /// Runs a command; the caller prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config =
@@ -103,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
+    announce_first_admin(&app).await?;
     let token = app.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -110,6 +110,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         token.cancel();
     });
     app.run_until_stopped().await
+}
+
+/// With no dashboard user yet, creates `admin` with a random password and prints it once, on
+/// stdout only (never through the log, which may be kept or shipped elsewhere).
+#[allow(clippy::print_stdout)]
+async fn announce_first_admin(app: &App) -> anyhow::Result<()> {
+    let Some(password) = users::create_first_admin(&app.state().store)
+        .await
+        .context("could not create the first dashboard user")?
+    else {
+        return Ok(());
+    };
+    println!("Created the first dashboard user (this password is shown only once):");
+    println!("  username: {}", users::FIRST_ADMIN);
+    println!("  password: {}", password.expose());
+    println!(
+        "Sign in at http://{}/ and change it under Password, or add your own admin with \
+         `gophergate users create --username NAME --password-stdin`.",
+        app.addr()
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -149,53 +170,19 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             budget_usd,
             expires,
         } => {
-            let name = name.trim().to_string();
-            if name.is_empty() {
-                bail!("--name must not be empty");
-            }
-            if let Some(b) = budget_usd
-                && (!b.is_finite() || b < 0.0)
-            {
-                bail!("--budget-usd must be a non-negative number of dollars");
-            }
-            if rpm == Some(0) {
-                bail!("--rpm must be at least 1");
-            }
-            let expires_at = expires
-                .map(|e| {
-                    DateTime::parse_from_rfc3339(&e)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| {
-                            anyhow!(
-                                "--expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z"
-                            )
-                        })
-                })
-                .transpose()?;
-            if expires_at.is_some_and(|t| t <= Utc::now()) {
-                bail!("--expires must be in the future");
-            }
-            let models = models
-                .map(|m| {
-                    m.into_iter()
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                })
-                .filter(|m| !m.is_empty());
-            let key = crypto::generate_client_key();
-            store
-                .create_key(NewKey {
-                    name,
-                    hash: crypto::hash_client_key(&key),
-                    prefix: crypto::key_prefix(&key),
-                    models,
-                    rpm,
-                    budget_usd,
-                    expires_at,
-                })
+            let spec = crate::keys::KeySpec {
+                name,
+                models,
+                rpm,
+                budget_usd,
+                expires_at: expires,
+            };
+            let (key, _) = crate::keys::create(&store, spec)
                 .await
-                .map_err(friendly)?;
+                .map_err(|e| match e {
+                    crate::keys::CreateKeyError::Store(e) => friendly(e),
+                    invalid => anyhow!(invalid),
+                })?;
             println!("{key}");
         }
         KeysCommand::List => {
@@ -205,13 +192,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 "NAME", "PREFIX", "STATUS", "RPM", "BUDGET_USD", "CREATED", "EXPIRES"
             );
             for k in store.list_keys().await? {
-                let status = if k.revoked_at.is_some() {
-                    "revoked"
-                } else if !k.is_live(now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let status = k.status(now);
                 println!(
                     "{:<24} {:<11} {:<8} {:<8} {:<12} {:<24} {:<24} {}",
                     k.name,
@@ -249,27 +230,21 @@ async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
             "pass --password-stdin and write the password to standard input (passwords are never taken from the command line)"
         );
     }
-    let username = username.trim().to_string();
-    if username.is_empty() {
-        bail!("--username must not be empty");
-    }
+    let username = users::check_username(&username).map_err(|e| anyhow!("--username: {e}"))?;
+    let role = UserRole::parse(&role).ok_or_else(|| anyhow!("--role must be admin or viewer"))?;
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
         .context("could not read the password from stdin")?;
-    let password = password.trim_end_matches(['\r', '\n']).to_string();
-    if password.chars().count() < 8 {
-        bail!("the password must be at least 8 characters long");
-    }
-    let role = UserRole::parse(&role).ok_or_else(|| anyhow!("--role must be admin or viewer"))?;
-    let hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
-        .await?
-        .context("could not hash the password")?;
+    let password = Secret::new(password.trim_end_matches(['\r', '\n']).to_string());
+    users::check_password(password.expose()).map_err(|e| anyhow!(e))?;
     let store = open_store(&config).await?;
-    let user = store
-        .create_user(&username, &hash, role)
+    let user = users::create(&store, &username, password, role)
         .await
-        .map_err(friendly)?;
+        .map_err(|e| match e {
+            users::UserError::Store(e) => friendly(e),
+            other => anyhow!(other),
+        })?;
     println!("created user {} ({})", user.username, user.role.as_str());
     Ok(())
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub log: LogConfig,
     pub pricing: crate::registry::pricing::PricingConfig,
+    pub metrics: MetricsConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -40,6 +41,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             log: LogConfig::default(),
             pricing: Default::default(),
+            metrics: MetricsConfig::default(),
             providers: BTreeMap::new(),
         }
     }
@@ -120,6 +122,24 @@ impl Default for LogConfig {
             queue_capacity: 65_536,
             batch_size: 512,
             retention: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+/// Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// When set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub token: Option<Secret<String>>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: None,
         }
     }
 }
@@ -271,12 +291,15 @@ impl Config {
         }
         figment = figment.merge(
             Env::prefixed("GOPHERGATE_")
-                .ignore(&["config", "encryption_key"])
+                .ignore(&["config", "encryption_key", "metrics__token"])
                 .split("__"),
         );
         // Taken as text: figment would read a key of decimal digits only as a number and reject it.
         if let Ok(key) = std::env::var("GOPHERGATE_ENCRYPTION_KEY") {
             figment = figment.merge(Serialized::default("encryption_key", key));
+        }
+        if let Ok(token) = std::env::var("GOPHERGATE_METRICS__TOKEN") {
+            figment = figment.merge(Serialized::default("metrics.token", token));
         }
         Self::from_figment(figment)
     }
@@ -340,6 +363,17 @@ impl Config {
                     "must name a model",
                 ));
             }
+        }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(invalid(
+                "metrics.token",
+                "must not be empty (leave it out to serve /metrics without a token)",
+            ));
         }
         if let Some(key) = &self.encryption_key {
             crate::crypto::MasterKey::parse(key.expose())
@@ -516,6 +550,19 @@ mod tests {
         let local = p.iter().find(|p| p.name == "local").unwrap();
         assert_eq!(local.base_url, "http://127.0.0.1:9/v1");
         assert_eq!(local.kind, ProviderKind::OpenaiCompatible);
+    }
+
+    #[test]
+    fn metrics_default_on_without_a_token() {
+        let c = from_toml("").unwrap();
+        assert!(c.metrics.enabled && c.metrics.token.is_none());
+        let c = from_toml("[metrics]\nenabled = false\ntoken = \"s3cret\"\n").unwrap();
+        assert!(!c.metrics.enabled);
+        assert_eq!(c.metrics.token.unwrap().expose(), "s3cret");
+        let err = from_toml("[metrics]\ntoken = \" \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.token"), "{err}");
     }
 
     #[test]

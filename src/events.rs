@@ -8,10 +8,24 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    RegistryRefreshed { version: String, models: usize },
-    RegistryRefreshFailed { reason: String },
-    KeyCreated { name: String },
-    KeyRevoked { name: String },
+    RegistryRefreshed {
+        version: String,
+        models: usize,
+    },
+    RegistryRefreshFailed {
+        reason: String,
+    },
+    KeyCreated {
+        name: String,
+    },
+    KeyRevoked {
+        name: String,
+    },
+    /// A connection test found a provider in another state than before.
+    ProviderHealthChanged {
+        provider: String,
+        status: crate::providers::health::HealthStatus,
+    },
 }
 
 #[derive(Clone)]

@@ -2,12 +2,15 @@
 //! change to any key (revoke, from this process or another, such as the CLI) bumps a version
 //! counter in the database; a watcher polls it and empties the cache, so revocation takes effect
 //! within one poll interval everywhere, and at once in the process that revoked.
+//!
+//! `create` is the one way keys are made (the CLI and the dashboard API both call it), so both
+//! check a new key's name and limits the same way.
 
 use crate::{
-    crypto::{KeyHash, hash_client_key},
-    store::{DynStore, KeyRecord, StoreError},
+    crypto::{self, KeyHash, hash_client_key},
+    store::{DynStore, KeyRecord, NewKey, StoreError},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::{
     collections::HashMap,
     sync::{
@@ -120,4 +123,128 @@ impl KeyCache {
             }
         }
     }
+}
+
+/// What a new client key should be, as the CLI (`keys create`) and the dashboard
+/// (`POST /api/keys`) take it; `create` checks it the same way for both.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    pub name: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub budget_usd: Option<f64>,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+}
+
+/// The part of a `KeySpec` a problem is about: named as a CLI flag or as a JSON field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    Name,
+    Rpm,
+    BudgetUsd,
+    ExpiresAt,
+}
+
+impl KeyField {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Name => "--name",
+            Self::Rpm => "--rpm",
+            Self::BudgetUsd => "--budget-usd",
+            Self::ExpiresAt => "--expires",
+        }
+    }
+
+    pub fn param(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Rpm => "rpm",
+            Self::BudgetUsd => "budget_usd",
+            Self::ExpiresAt => "expires_at",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateKeyError {
+    /// `problem` reads after the field's name: "--rpm must be at least 1".
+    #[error("{} {problem}", field.flag())]
+    Invalid {
+        field: KeyField,
+        problem: &'static str,
+    },
+    /// A live key with that name exists (`Conflict`), or the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Longest key name accepted.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Checks the spec, makes a key, stores its hash; returns the key (to be shown once) and its record.
+pub async fn create(
+    store: &DynStore,
+    spec: KeySpec,
+) -> Result<(String, KeyRecord), CreateKeyError> {
+    let invalid = |field, problem| CreateKeyError::Invalid { field, problem };
+    let name = spec.name.trim().to_string();
+    if name.is_empty() {
+        return Err(invalid(KeyField::Name, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(invalid(
+            KeyField::Name,
+            "must be at most 128 characters, without control characters",
+        ));
+    }
+    if let Some(b) = spec.budget_usd
+        && (!b.is_finite() || b < 0.0)
+    {
+        return Err(invalid(
+            KeyField::BudgetUsd,
+            "must be a non-negative number of dollars",
+        ));
+    }
+    if spec.rpm == Some(0) {
+        return Err(invalid(KeyField::Rpm, "must be at least 1"));
+    }
+    let expires_at = spec
+        .expires_at
+        .map(|e| {
+            DateTime::parse_from_rfc3339(e.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    invalid(
+                        KeyField::ExpiresAt,
+                        "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
+                    )
+                })
+        })
+        .transpose()?;
+    if expires_at.is_some_and(|t| t <= Utc::now()) {
+        return Err(invalid(KeyField::ExpiresAt, "must be in the future"));
+    }
+    let models = spec
+        .models
+        .map(|m| {
+            m.into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|m| !m.is_empty());
+    let key = crypto::generate_client_key();
+    let record = store
+        .create_key(NewKey {
+            name,
+            hash: crypto::hash_client_key(&key),
+            prefix: crypto::key_prefix(&key),
+            models,
+            rpm: spec.rpm,
+            budget_usd: spec.budget_usd,
+            expires_at,
+        })
+        .await?;
+    Ok((key, record))
 }

@@ -7,7 +7,8 @@
 //! - [`domain`]: the canonical OpenAI-shaped types; [`routing`]: model id to provider.
 //! - [`providers`]: one adapter per upstream wire format; [`translate`]: pure wire translation.
 //! - [`registry`]: the models.dev catalog (models, prices), refreshed in the background.
-//! - [`store`]: persistence behind narrow traits; [`keys`]: the client-key cache.
+//! - [`store`]: persistence behind narrow traits; [`keys`]: the client-key cache and key creation;
+//!   [`users`]: dashboard users (password rules, bcrypt, the first admin).
 //! - [`workers`]: background tasks (request log writer, …); [`mock`]: a fake upstream for tests.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod estimate;
@@ -29,4 +31,5 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod translate;
+pub mod users;
 pub mod workers;

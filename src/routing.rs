@@ -12,6 +12,27 @@ pub struct ProviderEntry {
     /// `None` when the provider is known but not usable (no key, disabled, no adapter).
     pub adapter: Option<Arc<dyn Provider>>,
     pub unavailable_reason: Option<String>,
+    /// Where `settings.api_key` came from.
+    pub key_source: KeySource,
+}
+
+/// Where a provider's key came from: the configuration (file or environment, which wins), the
+/// database (set from the dashboard, stored encrypted), or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Config,
+    Database,
+    None,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Database => "database",
+            Self::None => "none",
+        }
+    }
 }
 
 pub struct Router {

@@ -311,9 +311,14 @@ fn stream_reply(
     sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
 }
 
-async fn models() -> Json<Value> {
+/// Like the real API, the model list needs the key (the gateway's connection test calls it).
+async fn models(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = super::openai::refuse_key(&state, &headers, error) {
+        return refused;
+    }
     Json(json!({"object": "list", "data": [
         {"id": "deepseek-chat", "object": "model", "owned_by": "deepseek"},
         {"id": "deepseek-reasoner", "object": "model", "owned_by": "deepseek"}
     ]}))
+    .into_response()
 }

@@ -140,6 +140,21 @@ pub(crate) fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// The dialect's "bad key" answer when the mock wants a key and the request has another one.
+pub(crate) fn refuse_key(
+    state: &MockState,
+    headers: &HeaderMap,
+    error: fn(u16, &str) -> Response,
+) -> Option<Response> {
+    let presented = bearer(headers);
+    state
+        .config
+        .api_key
+        .as_ref()
+        .filter(|expected| presented != expected.as_str())
+        .map(|_| error(401, presented))
+}
+
 /// What every OpenAI-style dialect does first: parse the JSON body (else `error(400)`), record it,
 /// check the key (else `error(401)`, which a dialect may map to its own status), wait the latency,
 /// and answer `[[mock:error=N]]` with `error(N)`. Returns the body and its directives.
@@ -318,9 +333,14 @@ pub(crate) fn framed_response(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn models() -> Json<Value> {
+/// Like the real API, the model list needs the key (the gateway's connection test calls it).
+async fn models(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_key(&state, &headers, error) {
+        return refused;
+    }
     Json(json!({"object": "list", "data": [
         {"id": "gpt-4o-mini", "object": "model", "created": CREATED, "owned_by": "system"},
         {"id": "gpt-4o", "object": "model", "created": CREATED, "owned_by": "system"}
     ]}))
+    .into_response()
 }

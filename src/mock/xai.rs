@@ -248,9 +248,14 @@ fn stream_reply(
     sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
 }
 
-async fn models() -> Json<Value> {
+/// Like the real API, the model list needs the key (the gateway's connection test calls it).
+async fn models(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = super::openai::refuse_key(&state, &headers, error) {
+        return refused;
+    }
     Json(json!({"object": "list", "data": [
         {"id": "grok-3-mini", "object": "model", "created": CREATED, "owned_by": "xai"},
         {"id": "grok-4", "object": "model", "created": CREATED, "owned_by": "xai"}
     ]}))
+    .into_response()
 }

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod gemini;
+pub mod health;
 pub mod openai;
 pub mod usage;
 

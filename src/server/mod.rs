@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod middleware;
+pub mod prometheus;
 pub mod relay;
 pub mod request_log;
 pub mod session;
@@ -25,7 +26,21 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: DynStore,
     pub keys: Arc<KeyCache>,
-    pub providers: Arc<ProviderRouter>,
+    /// The provider adapters, swapped whole when a provider key is set from the dashboard
+    /// (`app::reload_providers`); requests in flight keep the adapter they started with.
+    pub providers: arc_swap::ArcSwap<ProviderRouter>,
+    /// Encrypts provider keys stored in the database (`MasterKey::data_cipher`; the master key
+    /// itself is not kept).
+    pub data_cipher: crate::crypto::DataCipher,
+    /// The pooled upstream client the providers share (also for connection tests).
+    pub http: reqwest::Client,
+    /// Serialises provider reloads, so the last one to finish has read every stored key.
+    pub provider_reload: tokio::sync::Mutex<()>,
+    /// The latest connection-test outcome per provider.
+    pub provider_health: crate::providers::health::HealthBoard,
+    /// Failed dashboard sign-ins per client IP and per username.
+    pub login_limiter: api::limiter::LoginLimiter,
+    pub started_at: std::time::Instant,
     pub registry: Arc<crate::registry::Registry>,
     pub pricer: crate::registry::pricing::Pricer,
     pub budgets: Arc<crate::budget::Budgets>,
@@ -35,6 +50,10 @@ pub struct AppState {
     pub sessions: session::SessionSigner,
     /// Fired when the graceful-stop grace period is over: in-flight work ends now.
     pub hard_stop: CancellationToken,
+    /// Fired when a graceful stop begins (long-lived connections such as WebSockets close).
+    pub shutdown: CancellationToken,
+    pub hub: crate::hub::Hub,
+    pub sampler: Arc<crate::workers::metrics::Sampler>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -53,9 +72,21 @@ pub fn router(state: SharedState) -> Router {
         .nest("/v1", v1)
         .nest("/api", api::routes(state.clone()))
         .route("/health", get(health))
+        .merge(metrics_route(&state))
+        .merge(crate::dashboard::routes())
         .with_state(state)
+        .layer(from_fn(crate::dashboard::security_headers))
         .layer(middleware::trace_layer())
         .layer(from_fn(middleware::request_id))
+}
+
+/// `/metrics` when `metrics.enabled` (else the path is a 404 like any unknown one).
+fn metrics_route(state: &SharedState) -> Router<SharedState> {
+    if state.config.metrics.enabled {
+        Router::new().route("/metrics", get(prometheus::scrape))
+    } else {
+        Router::new()
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {

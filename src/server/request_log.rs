@@ -109,6 +109,7 @@ impl RequestLog {
         if row.error.is_none() {
             row.error = error;
         }
+        super::prometheus::record(&row);
         Some(row)
     }
 

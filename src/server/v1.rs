@@ -97,6 +97,7 @@ fn route(
     let catalog = state.registry.snapshot();
     let route = state
         .providers
+        .load()
         .resolve(model, |m| catalog.provider_of(m).map(str::to_string))
         .map_err(|e| match e {
             RouteError::UnknownModel => ApiError::ModelNotFound(model.to_string()),
@@ -298,7 +299,8 @@ struct ModelObject {
 fn available_models(state: &SharedState) -> Vec<ModelObject> {
     let catalog = state.registry.snapshot();
     let mut out: Vec<ModelObject> = Vec::new();
-    for entry in state.providers.entries().filter(|e| e.adapter.is_some()) {
+    let providers = state.providers.load_full();
+    for entry in providers.entries().filter(|e| e.adapter.is_some()) {
         let name = &entry.settings.name;
         let configured = entry.settings.models.iter().map(|m| (m.clone(), 0));
         let listed = catalog.models(name).map(|m| {
@@ -308,8 +310,7 @@ fn available_models(state: &SharedState) -> Vec<ModelObject> {
             )
         });
         for (id, created) in configured.chain(listed) {
-            let bare_routes_here = state
-                .providers
+            let bare_routes_here = providers
                 .resolve(&id, |m| catalog.provider_of(m).map(str::to_string))
                 .is_ok_and(|r| r.provider.name() == name);
             if bare_routes_here {

@@ -45,6 +45,17 @@ impl KeyRecord {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
 
+    /// `active`, `revoked` or `expired`, as the CLI and the dashboard show it.
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if !self.is_live(now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
     /// An allowed id also allows its `provider/id` form (and the other way round).
     pub fn allows_model(&self, model: &str) -> bool {
         let bare = model.split_once('/').map_or(model, |(_, rest)| rest);
@@ -150,6 +161,14 @@ pub trait UserStore: Send + Sync {
     async fn count_users(&self) -> StoreResult<i64>;
     /// Invalidates every session of the user (logout everywhere); returns the new epoch.
     async fn bump_session_epoch(&self, id: i64) -> StoreResult<i64>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Deletes the user, in one statement that refuses to remove the last admin (`Conflict`);
+    /// `NotFound` when there is no such user.
+    async fn delete_user(&self, username: &str) -> StoreResult<UserRecord>;
+    /// Replaces the password hash and bumps the session epoch in the same statement, so every
+    /// session of the user ends with the old password; returns the new epoch.
+    async fn set_password(&self, id: i64, password_hash: &str) -> StoreResult<i64>;
 }
 
 #[async_trait]
@@ -179,8 +198,8 @@ pub struct LogQuery {
 
 #[async_trait]
 pub trait LogStore: Send + Sync {
-    /// Writes the rows in one transaction: all or none.
-    async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<()>;
+    /// Writes the rows in one transaction (all or none) and returns their ids, in order.
+    async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<Vec<i64>>;
     async fn count_logs(&self) -> StoreResult<i64>;
     async fn query_logs(&self, q: &LogQuery) -> StoreResult<Vec<StoredLog>>;
     /// Usage totals per group, from the daily rollups only (never the raw rows).

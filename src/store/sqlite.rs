@@ -69,6 +69,8 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
     })
 }
 
+const USER_COLUMNS: &str = "id, username, password_hash, role, session_epoch, created_at";
+
 fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
     let role: String = row.try_get("role")?;
     Ok(UserRecord {
@@ -224,6 +226,45 @@ impl UserStore for SqliteStore {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("no user with id {id}")))
     }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<UserRecord> {
+        // One statement: two admins deleting each other at once cannot both succeed.
+        let row = sqlx::query(&format!(
+            "DELETE FROM users WHERE username = ?
+             AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => user_from_row(&r),
+            None if self.find_user(username).await?.is_some() => Err(StoreError::Conflict(
+                format!("{username:?} is the last admin; make another admin first"),
+            )),
+            None => Err(StoreError::NotFound(format!("no user named {username:?}"))),
+        }
+    }
+
+    async fn set_password(&self, id: i64, password_hash: &str) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ?
+             WHERE id = ? RETURNING session_epoch",
+        )
+        .bind(password_hash)
+        .bind(format_time(Utc::now()))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no user with id {id}")))
+    }
 }
 
 #[async_trait]
@@ -286,7 +327,10 @@ const LOG_ROWS_PER_STATEMENT: usize = 32_000 / LOG_COLUMNS;
 
 #[async_trait]
 impl LogStore for SqliteStore {
-    async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<()> {
+    async fn insert_logs(&self, rows: &[LogRow]) -> StoreResult<Vec<i64>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(LOG_ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -320,10 +364,16 @@ impl LogStore for SqliteStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        // One writer, inside one transaction, with AUTOINCREMENT: the batch's ids are consecutive
+        // and end at the last inserted rowid (read before the rollup upserts move it).
+        let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+            .fetch_one(&mut *tx)
+            .await?;
         upsert_rollups(&mut tx, rows).await?;
         add_key_spend(&mut tx, rows).await?;
         tx.commit().await?;
-        Ok(())
+        let first = last - rows.len() as i64 + 1;
+        Ok((first..=last).collect())
     }
 
     async fn count_logs(&self) -> StoreResult<i64> {

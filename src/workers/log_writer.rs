@@ -111,11 +111,15 @@ impl LogSink {
 }
 
 /// Drains the queue until `close` fires and every queued row is written.
+/// Called with each row and its id once written (the dashboard's live view).
+pub type OnWritten = Box<dyn Fn(i64, &LogRow) + Send + Sync>;
+
 pub async fn run(
     store: DynStore,
     mut rx: mpsc::Receiver<LogRow>,
     batch_size: usize,
     stats: Arc<LogStats>,
+    on_written: OnWritten,
     close: CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(batch_size);
@@ -134,26 +138,33 @@ pub async fn run(
         if n == 0 {
             break;
         }
-        write_batch(&store, &buf, &stats, &close).await;
+        for (id, row) in write_batch(&store, &buf, &stats, &close)
+            .await
+            .iter()
+            .zip(&buf)
+        {
+            on_written(*id, row);
+        }
         buf.clear();
     }
     tracing::debug!("request log writer finished");
 }
 
+/// Writes a batch, retrying; returns the rows' ids (empty if it had to give up).
 async fn write_batch(
     store: &DynStore,
     rows: &[LogRow],
     stats: &LogStats,
     close: &CancellationToken,
-) {
+) -> Vec<i64> {
     let mut delay = Duration::from_millis(50);
     for attempt in 1u32.. {
         match store.insert_logs(rows).await {
-            Ok(()) => {
+            Ok(ids) => {
                 stats
                     .written
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                return;
+                return ids;
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -166,11 +177,12 @@ async fn write_batch(
                         rows = rows.len(),
                         "giving up on request log rows at shutdown"
                     );
-                    return;
+                    return Vec::new();
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
+    Vec::new()
 }

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
 use tokio_util::sync::CancellationToken;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A user with a cheap bcrypt hash (the cost is read from the hash when verifying).
-async fn add_user(t: &TestApp, username: &str, role: UserRole) {
+pub async fn add_user(t: &TestApp, username: &str, role: UserRole) {
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
     t.app()
         .state()
@@ -26,7 +26,7 @@ async fn add_user(t: &TestApp, username: &str, role: UserRole) {
         .unwrap();
 }
 
-async fn login(t: &TestApp, username: &str, password: &str) -> reqwest::Response {
+pub async fn login(t: &TestApp, username: &str, password: &str) -> reqwest::Response {
     t.http
         .post(t.url("/api/auth/login"))
         .json(&json!({"username": username, "password": password}))
@@ -35,7 +35,7 @@ async fn login(t: &TestApp, username: &str, password: &str) -> reqwest::Response
         .unwrap()
 }
 
-async fn token_for(t: &TestApp, username: &str) -> String {
+pub async fn token_for(t: &TestApp, username: &str) -> String {
     let resp = login(t, username, PASSWORD).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
@@ -43,7 +43,7 @@ async fn token_for(t: &TestApp, username: &str) -> String {
 }
 
 /// GET with a bearer token; returns the status and the body (raw text and parsed).
-async fn api_get(t: &TestApp, path: &str, token: &str) -> (u16, Value, String) {
+pub async fn api_get(t: &TestApp, path: &str, token: &str) -> (u16, Value, String) {
     let resp = t
         .http
         .get(t.url(path))
@@ -64,7 +64,7 @@ async fn get_ok(t: &TestApp, path: &str, token: &str) -> Value {
 }
 
 /// A 401 with the dashboard's session error in the one error shape.
-fn assert_session_401(status: u16, body: &Value) {
+pub fn assert_session_401(status: u16, body: &Value) {
     assert_eq!(status, 401, "{body}");
     let err = openai_error(body);
     assert_eq!(err["code"], "invalid_session", "{body}");
@@ -221,11 +221,13 @@ async fn missing_tampered_expired_and_logged_out_sessions_are_401() {
     let (status, body, _) = api_get(&t, "/api/logs", &foreign).await;
     assert_session_401(status, &body);
 
-    // Logout (by cookie) clears the cookie and ends every session of the user.
+    // Logout (by cookie, with the CSRF header every cookie call that changes state needs) clears
+    // the cookie and ends every session of the user.
     let resp = t
         .http
         .post(t.url("/api/auth/logout"))
         .header("cookie", format!("gg_session={token}"))
+        .header("x-gophergate-csrf", "1")
         .send()
         .await
         .unwrap();

@@ -1,10 +1,11 @@
-//! `POST /api/auth/login`, `POST /api/auth/logout`, `GET /api/auth/me`.
+//! `POST /api/auth/login`, `POST /api/auth/logout`, `GET /api/auth/me`, `POST /api/auth/password`.
 //!
-//! Login checks the bcrypt hash off the async runtime (`spawn_blocking`: a cost-12 hash takes a
-//! quarter of a second of CPU). An unknown user costs the same bcrypt work as a wrong password and
-//! gets the same 401, so neither the answer nor its timing tells whether a username exists.
+//! Login checks the bcrypt hash off the async runtime (`users::verify_password`). An unknown user
+//! costs the same bcrypt work as a wrong password and gets the same 401, so neither the answer nor
+//! its timing tells whether a username exists. Failed attempts are throttled per client IP and per
+//! username (`limiter`): past the limit, 429 with `Retry-After`, before any bcrypt work.
 
-use super::{ApiFailure, Session};
+use super::{ApiFailure, Session, csrf_safe, json_body};
 use crate::{
     secret::Secret,
     server::{
@@ -12,21 +13,19 @@ use crate::{
         session::{SESSION_COOKIE, SESSION_TTL_SECS, SessionClaims},
     },
     store::format_time,
+    users,
 };
 use axum::{
     Extension, Json,
     body::Bytes,
-    extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::LazyLock;
-
-/// Usernames and passwords longer than this are refused unchecked (bcrypt reads 72 bytes anyway).
-const MAX_FIELD_LEN: usize = 1024;
+use std::net::SocketAddr;
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -34,16 +33,17 @@ struct LoginBody {
     password: Secret<String>,
 }
 
-/// Verified when the user does not exist, so that case costs what a wrong password costs.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    bcrypt::hash("gophergate: no such user", crate::cli::BCRYPT_COST).unwrap_or_default()
-});
-
 pub async fn login(
     State(state): State<SharedState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiFailure> {
+    // Login CSRF (signing a victim's browser into the attacker's account) is refused like any
+    // other cross-site call: a form cannot send JSON.
+    if !csrf_safe(&Method::POST, &headers) {
+        return Err(ApiFailure::csrf_refused());
+    }
     // Our own message: serde's could quote part of the body, and the body holds a password.
     let body: LoginBody = serde_json::from_slice(&body).map_err(|_| {
         ApiFailure::invalid(
@@ -51,28 +51,25 @@ pub async fn login(
             None,
         )
     })?;
-    if body.username.len() > MAX_FIELD_LEN || body.password.expose().len() > MAX_FIELD_LEN {
+    let username = body.username.trim();
+    if username.len() > users::MAX_FIELD_LEN || body.password.expose().len() > users::MAX_FIELD_LEN
+    {
         return Err(ApiFailure::bad_credentials());
     }
-    let user = state.store.find_user(body.username.trim()).await?;
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    if let Err(wait) = state.login_limiter.check(ip, username) {
+        tracing::info!("dashboard sign-in throttled");
+        return Ok(ApiFailure::too_many_attempts(wait));
+    }
+    let user = state.store.find_user(username).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = body.password;
-    let matches = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => bcrypt::verify(password.expose(), &hash).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "a stored password hash is unusable");
-            false
-        }),
-        None => {
-            let _ = bcrypt::verify(password.expose(), &DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .map_err(ApiFailure::internal)?;
+    let matches = users::verify_password(hash, body.password).await;
     let Some(user) = user.filter(|_| matches) else {
+        state.login_limiter.failed(ip, username);
         tracing::info!("dashboard sign-in refused");
         return Err(ApiFailure::bad_credentials());
     };
+    state.login_limiter.succeeded(username);
 
     let claims = SessionClaims::new(user.id, user.role, user.session_epoch, Utc::now());
     let token = state.sessions.issue(&claims);
@@ -109,6 +106,57 @@ pub async fn me(Extension(session): Extension<Session>) -> Json<serde_json::Valu
         "role": session.role.as_str(),
         "expires_at": format_time(session.expires_at),
     }))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: Secret<String>,
+    new_password: Secret<String>,
+}
+
+/// `POST /api/auth/password`: checks the current password (a wrong one counts as a failed sign-in
+/// for the throttle), sets the new one and ends every session of the user, this one included.
+pub async fn change_password(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiFailure> {
+    let body: PasswordBody = json_body(
+        &body,
+        "{\"current_password\": \"…\", \"new_password\": \"…\"}",
+        false,
+    )?;
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    if let Err(wait) = state.login_limiter.check(ip, &session.username) {
+        return Ok(ApiFailure::too_many_attempts(wait));
+    }
+    users::check_password(body.new_password.expose())
+        .map_err(|e| ApiFailure::invalid(format!("The new {e}."), Some("new_password")))?;
+    let user = state
+        .store
+        .find_user_by_id(session.user_id)
+        .await?
+        .ok_or_else(ApiFailure::unauthorized)?;
+    if !users::verify_password(Some(user.password_hash), body.current_password).await {
+        state.login_limiter.failed(ip, &session.username);
+        return Err(ApiFailure {
+            code: Some("wrong_password"),
+            ..ApiFailure::invalid(
+                "The current password is not correct.",
+                Some("current_password"),
+            )
+        });
+    }
+    let hash = users::hash_password(body.new_password)
+        .await
+        .map_err(ApiFailure::internal)?;
+    state.store.set_password(user.id, &hash).await?;
+    tracing::info!(user = %session.username, "dashboard password changed; sessions ended");
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    set_cookie(&mut resp, &session_cookie("", 0, is_tls(&headers)));
+    Ok(resp)
 }
 
 /// HttpOnly (no script reads it), SameSite=Strict (no other site's request carries it), Secure

@@ -1,15 +1,25 @@
-//! The dashboard's JSON API under `/api`: sign-in (`auth`), the request log (`logs`) and usage
-//! totals (`usage`).
+//! The dashboard's JSON API under `/api`: sign-in and password (`auth`), the request log (`logs`),
+//! usage totals (`usage`), client keys (`keys`), providers (`providers`), models and prices
+//! (`models`), users (`users`), the running system (`system`); charts and the live feed (`ws`).
 //!
 //! Every route but `POST /api/auth/login` needs a session: `Authorization: Bearer <token>` or the
 //! `gg_session` cookie (see `server::session`). Every error, from any route or extractor, is one
 //! JSON shape, OpenAI's `{"error": {"message", "type", "param", "code"}}`. Roles: `admin` and
-//! `viewer` may both read logs and usage; `Session::require_admin` guards anything that changes
-//! state.
+//! `viewer` may read everything but the user list; `Session::require_admin` guards that and
+//! anything that changes state. State-changing calls made with the cookie must pass the CSRF check
+//! (`csrf_safe`). Sign-in failures are throttled per IP and per username (`limiter`).
 
 pub mod auth;
+pub mod charts;
+pub mod keys;
+pub mod limiter;
 pub mod logs;
+pub mod models;
+pub mod providers;
+pub mod system;
 pub mod usage;
+pub mod users;
+pub mod ws;
 
 use super::{
     SharedState,
@@ -22,10 +32,10 @@ use crate::{
 use axum::{
     Router,
     extract::{Query, Request, State, rejection::QueryRejection},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode, header},
     middleware::{Next, from_fn_with_state},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post, put},
 };
 use chrono::{DateTime, Utc};
 use std::{borrow::Cow, collections::HashMap};
@@ -39,6 +49,49 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route("/auth/me", get(auth::me).fallback(method_not_allowed))
         .route("/logs", get(logs::list).fallback(method_not_allowed))
         .route("/usage", get(usage::summary).fallback(method_not_allowed))
+        .route(
+            "/charts/{file}",
+            get(charts::svg).fallback(method_not_allowed),
+        )
+        .route("/ws", get(ws::connect))
+        .route(
+            "/auth/password",
+            post(auth::change_password).fallback(method_not_allowed),
+        )
+        .route(
+            "/keys",
+            get(keys::list)
+                .post(keys::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/keys/{name}/revoke",
+            post(keys::revoke).fallback(method_not_allowed),
+        )
+        .route(
+            "/providers",
+            get(providers::list).fallback(method_not_allowed),
+        )
+        .route(
+            "/providers/{name}/key",
+            put(providers::set_key).fallback(method_not_allowed),
+        )
+        .route(
+            "/providers/{name}/test",
+            post(providers::test).fallback(method_not_allowed),
+        )
+        .route("/models", get(models::list).fallback(method_not_allowed))
+        .route(
+            "/users",
+            get(users::list)
+                .post(users::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/users/{username}",
+            delete(users::delete).fallback(method_not_allowed),
+        )
+        .route("/system", get(system::info).fallback(method_not_allowed))
         .route_layer(from_fn_with_state(state, require_session));
     Router::new()
         .route(
@@ -115,6 +168,42 @@ impl ApiFailure {
             param: param.map(Cow::Borrowed),
             code: None,
         }
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    pub fn conflict(message: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    /// Too many failed sign-ins (or password checks): 429 with `Retry-After` in whole seconds.
+    pub fn too_many_attempts(wait: std::time::Duration) -> Response {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut resp = Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!("Too many failed attempts. Try again in {secs} seconds.").into(),
+            kind: "rate_limit_error",
+            param: None,
+            code: Some("too_many_attempts"),
+        }
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        resp
     }
 
     /// Logged here; the client only learns that something went wrong.
@@ -216,6 +305,48 @@ pub async fn authenticate(state: &SharedState, token: &str) -> Result<Session, A
     })
 }
 
+/// Sent by the dashboard's own scripts on state-changing calls that carry no JSON body.
+pub const CSRF_HEADER: &str = "x-gophergate-csrf";
+
+/// CSRF safety for calls authenticated by the cookie: a state-changing request must be JSON or
+/// carry `X-GopherGate-CSRF: 1`. Another site's form can send neither (a JSON content type or a
+/// custom header needs a CORS preflight, which this server never grants), and `SameSite=Strict`
+/// already keeps the cookie off cross-site requests; this is the second lock. Bearer tokens are
+/// never sent by a browser on its own, so those calls need no check.
+pub(crate) fn csrf_safe(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key(header::AUTHORIZATION)
+    {
+        return true;
+    }
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let json = value(header::CONTENT_TYPE.as_str()).is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    json || value(CSRF_HEADER) == Some("1")
+}
+
+impl ApiFailure {
+    pub fn csrf_refused() -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: "A state-changing call without a bearer token must send \
+                      `Content-Type: application/json` or the header `X-GopherGate-CSRF: 1`."
+                .into(),
+            kind: "permission_error",
+            param: None,
+            code: Some("csrf_check_failed"),
+        }
+    }
+}
+
 async fn require_session(
     State(state): State<SharedState>,
     mut req: Request,
@@ -224,6 +355,9 @@ async fn require_session(
     let Some(token) = presented_token(req.headers()) else {
         return ApiFailure::unauthorized().into_response();
     };
+    if !csrf_safe(req.method(), req.headers()) {
+        return ApiFailure::csrf_refused().into_response();
+    }
     match authenticate(&state, token).await {
         Ok(session) => {
             req.extensions_mut().insert(session);
@@ -231,6 +365,30 @@ async fn require_session(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Parses a JSON request body. A bad one is a 400 naming the field; with `echo` false (bodies that
+/// hold a password or a key) serde's own message, which can quote the value, is left out.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    shape: &'static str,
+    echo: bool,
+) -> Result<T, ApiFailure> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" (at `{path}`)")
+        };
+        let detail = if echo {
+            format!(": {}", e.inner())
+        } else {
+            String::new()
+        };
+        ApiFailure::invalid(format!("The body must be JSON {shape}{at}{detail}."), None)
+    })
 }
 
 /// Query parameters as given; each handler takes what it knows and refuses the rest, so a typo

@@ -1,0 +1,61 @@
+//! `GET /api/ws`: the dashboard's live feed. Authenticated like every `/api` route (the session
+//! cookie, which browsers send on the upgrade, or a Bearer token); relays the hub's messages until
+//! the client leaves, the session expires, or the gateway stops.
+
+use super::Session;
+use crate::server::SharedState;
+use axum::{
+    Extension,
+    extract::{
+        State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    response::Response,
+};
+use std::sync::atomic::Ordering;
+use tokio::sync::broadcast::error::RecvError;
+
+pub async fn connect(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| relay(state, session, socket))
+}
+
+async fn relay(state: SharedState, session: Session, mut socket: WebSocket) {
+    let hub = &state.hub;
+    let mut rx = hub.subscribe();
+    hub.stats().clients.fetch_add(1, Ordering::Relaxed);
+    let expires = (session.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let expiry = tokio::time::sleep(expires);
+    tokio::pin!(expiry);
+    // The latest metrics at once, so a fresh page is not empty for two seconds.
+    let hello = serde_json::json!({"type": "metrics", "data": *state.sampler.latest()}).to_string();
+    let mut alive = socket.send(Message::Text(hello.into())).await.is_ok();
+    while alive {
+        tokio::select! {
+            msg = rx.recv() => {
+                let text: String = match msg {
+                    Ok(m) => m.to_string(),
+                    Err(RecvError::Lagged(n)) => {
+                        hub.stats().skipped.fetch_add(n, Ordering::Relaxed);
+                        serde_json::json!({"type": "lagged", "data": {"skipped": n}}).to_string()
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                alive = socket.send(Message::Text(text.into())).await.is_ok();
+            }
+            incoming = socket.recv() => {
+                // Clients only listen; anything but a close (or an error) is ignored.
+                alive = matches!(incoming, Some(Ok(m)) if !matches!(m, Message::Close(_)));
+            }
+            _ = &mut expiry => break,
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    hub.stats().clients.fetch_sub(1, Ordering::Relaxed);
+}
