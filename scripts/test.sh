@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and end-to-end tests, then the official OpenAI Python SDK against the
-# real binaries. Installs what it needs (a Python venv with the SDK) on first run.
+# real binaries, then the dashboard in headless Chromium. Installs what it needs (a Python venv with
+# the SDK, playwright-core from tests/browser/package-lock.json) on first run; Chromium itself is
+# Debian's package (`apt-get install chromium`, which .ci/run does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +17,13 @@ if [ ! -x "$venv/bin/pytest" ] || ! cmp -s tests/sdk/requirements.txt "$stamp"; 
   cp tests/sdk/requirements.txt "$stamp"
 fi
 "$venv/bin/pytest" -q tests/sdk
+
+# The dashboard end to end in Debian's Chromium (signs in, watches a request arrive live, creates
+# and revokes a key, screenshots every page into docs/screenshots/).
+browser=tests/browser
+if [ ! -d "$browser/node_modules/playwright-core" ] \
+  || ! cmp -s "$browser/package-lock.json" "$browser/node_modules/.gg-package-lock.json"; then
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$browser/package-lock.json" "$browser/node_modules/.gg-package-lock.json"
+fi
+(cd "$browser" && node --test --test-reporter=spec dashboard.test.mjs)

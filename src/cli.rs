@@ -126,7 +126,7 @@ async fn announce_first_admin(app: &App) -> anyhow::Result<()> {
     println!("  username: {}", users::FIRST_ADMIN);
     println!("  password: {}", password.expose());
     println!(
-        "Sign in at http://{}/ and change it under Password, or add your own admin with \
+        "Sign in at http://{}/ and change it under Account & password, or add your own admin with \
          `gophergate users create --username NAME --password-stdin`.",
         app.addr()
     );

@@ -32,6 +32,7 @@ export async function api(path, { method = 'GET', body, signal, quiet401 = false
   };
   if (method !== 'GET' && method !== 'HEAD') {
     init.headers['Content-Type'] = 'application/json';
+    init.headers['X-GopherGate-CSRF'] = '1';
     init.body = JSON.stringify(body === undefined ? {} : body);
   }
   let resp;

@@ -27,7 +27,7 @@ const PAGES = [
   ['models', 'Models', models],
   ['users', 'Users', users],
   ['settings', 'Settings', settings],
-  ['account', 'Account', account],
+  ['account', 'Account & password', account],
 ];
 
 const app = {

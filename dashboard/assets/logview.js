@@ -14,7 +14,7 @@ export function logColumns({ timeOnly: onlyTime = false } = {}) {
     { label: 'Key', cell: (r) => r.key_name || h('span', { class: 'muted' }, '—') },
     { label: 'Model', class: 'model', cell: (r) => h('span', { class: 'model-cell' }, r.model || '—', r.stream ? badge('stream', 'info') : null) },
     { label: 'Provider', cell: (r) => r.provider || h('span', { class: 'muted' }, '—') },
-    { label: 'Status', cell: (r) => statusBadge(r.status) },
+    { label: 'Status', cell: (r) => h('span', { title: r.error || null }, statusBadge(r.status)) },
     { label: 'Latency', class: 'num', cell: (r) => ms(r.latency_ms) },
     { label: 'TTFT', class: 'num', cell: (r) => (r.ttft_ms === null || r.ttft_ms === undefined ? h('span', { class: 'muted' }, '—') : ms(r.ttft_ms)) },
     { label: 'Tokens in → out', class: 'num', cell: tokens },

@@ -106,9 +106,12 @@ async fn key_revoked_by_the_cli_while_serving_is_refused() {
     let t = spawn_app().await;
     let key = t.create_key("ci-revoke", None).await;
     assert_eq!(t.chat_as(&key, user_msg("hi")).await.status(), 200);
-    let out = crate::cli::gophergate(t.dir.path())
-        .args(["keys", "revoke", "ci-revoke"])
-        .output()
+    // Off the runtime: a blocking wait here would freeze the in-process server (and a log-writer
+    // transaction it may have open, which the CLI's write would then wait on until it times out).
+    let mut cmd = crate::cli::gophergate(t.dir.path());
+    cmd.args(["keys", "revoke", "ci-revoke"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
         .unwrap();
     assert!(
         out.status.success(),

@@ -1065,7 +1065,7 @@ async fn the_first_start_creates_an_admin_once_and_prints_its_password_once() {
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
     assert!(text.contains("username: admin"), "{text}");
     assert!(
-        text.contains("Password") && text.contains("gophergate users create"),
+        text.contains("Account & password") && text.contains("gophergate users create"),
         "{text}"
     );
 

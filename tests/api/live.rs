@@ -74,6 +74,30 @@ async fn the_live_feed_needs_a_session() {
     let t = spawn_app().await;
     assert!(connect(&t, None).await.is_err());
     assert!(connect(&t, Some("forged.token")).await.is_err());
+    // A page on another origin cannot open the feed with the user's cookie.
+    let tok = token(&t).await;
+    let mut req = format!("ws://{}/api/ws", t.app().addr())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("gg_session={tok}")).unwrap(),
+    );
+    req.headers_mut()
+        .insert("origin", HeaderValue::from_static("http://evil.example"));
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // The dashboard's own origin can.
+    let mut req = format!("ws://{}/api/ws", t.app().addr())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("gg_session={tok}")).unwrap(),
+    );
+    let origin = format!("http://{}", t.app().addr());
+    req.headers_mut()
+        .insert("origin", HeaderValue::from_str(&origin).unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
 }
 
 #[tokio::test]

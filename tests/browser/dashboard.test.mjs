@@ -147,7 +147,13 @@ after(async () => {
   const gw = procs.find((p) => p.spawnargs[0] === GATEWAY);
   for (const p of procs) p.kill('SIGTERM');
   if (gw && gw.exitCode === null) {
-    await new Promise((r) => { gw.once('exit', r); setTimeout(r, 15000); });
+    // A graceful stop takes milliseconds; the timer only bounds a hung one (and must not keep
+    // node alive once the gateway is gone).
+    await new Promise((r) => {
+      const timer = setTimeout(r, 15000);
+      gw.once('exit', () => { clearTimeout(timer); r(); });
+    });
+    assert.equal(gw.exitCode, 0, 'the gateway did not stop cleanly on SIGTERM');
   }
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
@@ -268,6 +274,15 @@ test('every page renders, with screenshots', async () => {
   // Honest money: an unpriced model is said to be unpriced, not $0.
   assert.match(await page.textContent('[data-total="cost"]'), /unpriced/);
   await shot('overview', { fullPage: true });
+  // Every chart drew (server-side SVG), and the chart API wants a session like the rest of /api.
+  assert.equal(await page.locator('.chart').count(), 5);
+  assert.equal(await page.locator('.chart-failed').count(), 0, 'a chart failed to load');
+  assert.equal((await fetch(`${base}/api/charts/requests.svg`)).status, 401);
+  const svg = await page.evaluate(() => fetch('/api/charts/cost.svg?group_by=model&theme=dark')
+    .then(async (r) => [r.status, r.headers.get('content-type'), await r.text()]));
+  assert.deepEqual(svg.slice(0, 2), [200, 'image/svg+xml']);
+  assert.match(svg[2], /gpt-4o-mini/);
+  assert.match(svg[2], />\s*unpriced\s*</);
 
   await go('#/logs');
   await page.waitForSelector('.logs-table tbody tr');
@@ -355,6 +370,38 @@ test('every page renders, with screenshots', async () => {
   await page.setViewportSize({ width: 1360, height: 860 });
 
   assert.deepEqual(problems, [], 'script errors or CSP violations in the browser');
+});
+
+test('a viewer sees no admin controls, and the API refuses them too', async () => {
+  const created = await page.evaluate(() => fetch('/api/users', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: 'viewer1', password: 'viewer-password-1', role: 'viewer' }),
+  }).then((r) => r.status));
+  assert.equal(created, 201);
+  const viewerContext = await browser.newContext({ viewport: { width: 1360, height: 860 }, colorScheme: 'light' });
+  const v = await viewerContext.newPage();
+  v.on('pageerror', (e) => problems.push(`viewer page error: ${e.message}`));
+  try {
+    await v.goto(`${base}/#/keys`);
+    await v.fill('input[name=username]', 'viewer1');
+    await v.fill('input[name=password]', 'viewer-password-1');
+    await v.click('button[type=submit]');
+    // Back on the page asked for, read-only.
+    await v.waitForSelector('.page[data-page="keys"] .keys-table');
+    assert.equal(await v.locator('form.create-key').count(), 0);
+    assert.equal(await v.locator('.keys-table button:has-text("Revoke")').count(), 0);
+    assert.equal(await v.locator('#nav .nav-link[data-page="users"]').count(), 0);
+    await v.evaluate(() => { location.hash = '#/users'; });
+    await v.waitForSelector('.page[data-page="users"] .alert');
+    const status = await v.evaluate(() => fetch('/api/keys', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'nope' }),
+    }).then((r) => r.status));
+    assert.equal(status, 403);
+  } finally {
+    await viewerContext.close();
+  }
+  assert.deepEqual(problems, []);
 });
 
 test('sign out ends the session', async () => {

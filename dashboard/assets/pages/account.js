@@ -50,7 +50,7 @@ export default {
       } catch { /* signed out either way */ }
       signedOut(null);
     });
-    mount(el, h('div', { class: 'page-head' }, h('h1', null, 'Account')),
+    mount(el, h('div', { class: 'page-head' }, h('h1', null, 'Account & password')),
       h('div', { class: 'card' }, details([
         ['Username', user.username],
         ['Role', user.role],

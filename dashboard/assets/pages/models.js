@@ -8,13 +8,13 @@ import {
 
 const PAGE = 200;
 
-/** $2.50, $0.075, $0 — per million tokens, trailing zeros trimmed below a dollar. */
+/** $2.50, $0.075, $0.0375, $0 — per million tokens. */
 function price(v) {
   if (v === null || v === undefined) return h('span', { class: 'muted' }, '—');
   const n = Number(v);
   if (n === 0) return '$0';
-  if (n >= 1) return `$${n.toFixed(2)}`;
-  return `$${n.toFixed(4).replace(/0+$/, '').replace(/\.$/, '')}`;
+  if (n >= 1 || Number(n.toFixed(2)) === n) return `$${n.toFixed(2)}`;
+  return `$${n.toFixed(6).replace(/0+$/, '')}`;
 }
 
 function entries(v) {
@@ -53,6 +53,12 @@ export default {
         { label: 'Reasoning', class: 'num', cell: (m) => price(m.reasoning) },
         { label: 'Context', class: 'num', cell: (m) => (m.context ? int(m.context) : '—') },
         { label: 'Max output', class: 'num', cell: (m) => (m.max_output ? int(m.max_output) : '—') },
+        {
+          label: 'Price from',
+          cell: (m) => (m.price_source && m.price_source !== 'none'
+            ? h('span', { title: m.price_note || '' }, m.price_source)
+            : h('span', { class: 'unpriced', title: m.price_note || 'No price is known for this model.' }, 'unpriced')),
+        },
         { label: 'Bare id', cell: (m) => (m.routes_bare ? 'routes here' : h('span', { class: 'muted', title: `Use ${m.provider}/${m.id}` }, 'prefix needed')) },
       ];
       const show = () => {
@@ -72,22 +78,23 @@ export default {
 
       const overrides = entries(r.overrides);
       const aliases = entries(r.aliases);
+      const configured = (list, what, section) => (list.length
+        ? `${int(list.length)} (below)`
+        : h('span', { class: 'muted' }, 'none — add them under ', h('code', null, `[pricing.${section}]`), ` in the configuration file to ${what}`));
       mount(body,
         h('div', { class: 'card' }, details([
           ['Registry version', r.registry_version ? h('code', null, r.registry_version) : 'none loaded (prices unknown; routing by prefix)'],
           ['Loaded', r.loaded_at ? dateTime(r.loaded_at) : '—'],
           ['Models', int(items.length)],
+          ['Price overrides', configured(overrides, 'set your own prices', 'overrides')],
+          ['Aliases', configured(aliases, 'price a model like another', 'aliases')],
         ])),
-        h('section', { class: 'section' },
-          h('div', { class: 'section-head' }, h('h2', null, 'Price overrides'), h('span', { class: 'muted' }, 'from [pricing.overrides]; win over the registry')),
-          overrides.length
-            ? table([{ label: 'Model', cell: ([k]) => h('code', null, k) }, { label: 'Prices (USD / 1M tokens)', cell: ([, v]) => valueText(v) }], overrides)
-            : empty('No overrides configured.')),
-        h('section', { class: 'section' },
-          h('div', { class: 'section-head' }, h('h2', null, 'Aliases'), h('span', { class: 'muted' }, 'from [pricing.aliases]; priced like another model')),
-          aliases.length
-            ? table([{ label: 'Model', cell: ([k]) => h('code', null, k) }, { label: 'Priced as', cell: ([, v]) => h('code', null, valueText(v)) }], aliases)
-            : empty('No aliases configured.')),
+        overrides.length ? h('section', { class: 'section' },
+          h('div', { class: 'section-head' }, h('h2', null, 'Price overrides'), h('span', { class: 'muted' }, 'win over the registry')),
+          table([{ label: 'Model', cell: ([k]) => h('code', null, k) }, { label: 'Prices (USD / 1M tokens)', cell: ([, v]) => valueText(v) }], overrides)) : null,
+        aliases.length ? h('section', { class: 'section' },
+          h('div', { class: 'section-head' }, h('h2', null, 'Aliases'), h('span', { class: 'muted' }, 'priced like another model')),
+          table([{ label: 'Model', cell: ([k]) => h('code', null, k) }, { label: 'Priced as', cell: ([, v]) => h('code', null, valueText(v)) }], aliases)) : null,
         h('section', { class: 'section' },
           h('div', { class: 'section-head' }, h('h2', null, 'Registry')),
           h('div', { class: 'toolbar' }, search, provSel),

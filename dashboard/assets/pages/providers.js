@@ -85,7 +85,7 @@ export default {
           ['Last checked', health.checked_at ? h('span', { title: dateTime(health.checked_at) }, ago(health.checked_at)) : 'not yet'],
           health.message ? ['Message', health.message] : null,
         ]),
-        h('div', { class: 'provider-actions' }, keyForm, testBtn),
+        isAdmin ? h('div', { class: 'provider-actions' }, keyForm, testBtn) : null,
         result);
     }
 

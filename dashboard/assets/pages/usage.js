@@ -70,7 +70,13 @@ export default {
         mount(results, errorBox(e));
         return;
       }
-      const items = report.items;
+      // Days in order; groups biggest first by the charted measure, as the chart shows them.
+      const measure = {
+        cost: (i) => i.cost_usd ?? -1, requests: (i) => i.requests, errors: (i) => i.errors,
+        tokens: (i) => i.prompt_tokens + i.completion_tokens,
+      }[metricSel.value];
+      const items = report.group_by === 'day' ? report.items
+        : [...report.items].sort((a, b) => measure(b) - measure(a) || b.requests - a.requests);
       if (!items.length) {
         mount(results, empty('No requests in this range.'));
         return;
@@ -108,10 +114,7 @@ export default {
       h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Apply')));
     form.addEventListener('submit', (e) => { e.preventDefault(); load(); });
     groupSel.addEventListener('change', load);
-    metricSel.addEventListener('change', () => {
-      sessionStorage.setItem('gg-usage', JSON.stringify({ ...params(), metric: metricSel.value }));
-      newChart();
-    });
+    metricSel.addEventListener('change', load);
 
     mount(el,
       h('div', { class: 'page-head' }, h('h1', null, 'Usage & cost'), h('div', { class: 'page-actions' }, exportBtn)),

@@ -159,6 +159,8 @@ impl Default for Size {
 #[derive(Debug, Clone)]
 pub struct Series {
     pub name: &'static str,
+    /// NaN where the point has no value (time to first token of an unstreamed request): such a
+    /// series is drawn as dots, not as a line through made-up zeros.
     pub values: Vec<f64>,
     /// Index into the theme's series colours.
     pub color: usize,
@@ -477,7 +479,7 @@ pub fn latency_data(points: &[LatencyPoint]) -> ChartData {
             name: "time to first token",
             values: points
                 .iter()
-                .map(|p| p.ttft_ms.unwrap_or(0) as f64)
+                .map(|p| p.ttft_ms.map_or(f64::NAN, |t| t as f64))
                 .collect(),
             color: 1,
         });
@@ -626,11 +628,7 @@ fn draw_line(out: &mut String, data: &ChartData, pal: &Palette, size: Size) -> D
     // About one x label per 80 pixels, never more than there are points.
     let x_labels = ((size.width / 80).max(2) as usize).min(n.max(1) as usize);
     let mut chart = ChartBuilder::on(&root)
-        .margin_top(if data.note.is_some() || data.series.len() > 1 {
-            30
-        } else {
-            14
-        })
+        .margin_top(header_height(data, size.width).max(14))
         .margin_right(24)
         .margin_left(6)
         .margin_bottom(4)
@@ -673,13 +671,19 @@ fn draw_line(out: &mut String, data: &ChartData, pal: &Palette, size: Size) -> D
             .enumerate()
             .map(|(i, v)| (i as i32, *v))
             .collect();
-        chart
-            .draw_series(
-                AreaSeries::new(points.clone(), 0.0, color.mix(0.16))
-                    .border_style(color.stroke_width(2)),
-            )?
-            .label(s.name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        if points.iter().any(|(_, v)| v.is_nan()) {
+            chart.draw_series(
+                points
+                    .iter()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|p| Circle::new(*p, 3, color.filled())),
+            )?;
+            continue;
+        }
+        chart.draw_series(
+            AreaSeries::new(points.clone(), 0.0, color.mix(0.16))
+                .border_style(color.stroke_width(2)),
+        )?;
         if points.len() as u32 <= size.width / 12 {
             chart.draw_series(
                 points
@@ -708,15 +712,6 @@ fn draw_line(out: &mut String, data: &ChartData, pal: &Palette, size: Size) -> D
             )
         }))?;
     }
-    if data.series.len() > 1 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(pal.background.mix(0.85))
-            .border_style(pal.grid)
-            .label_font(font(12, &pal.text))
-            .draw()?;
-    }
     draw_header(&root, data, pal, size.width)?;
     root.present()?;
     Ok(())
@@ -739,6 +734,16 @@ fn labelled_points(values: &[f64], room: usize) -> Vec<usize> {
     v
 }
 
+/// Pixels above the plot for the legend and the note: one row, or two when a narrow chart has
+/// both.
+fn header_height(data: &ChartData, width: u32) -> u32 {
+    match (data.series.len() > 1, data.note.is_some()) {
+        (true, true) if width < 640 => 46,
+        (false, false) => 0,
+        _ => 30,
+    }
+}
+
 /// The note (top right, or top left beside no legend); an empty chart says so in the middle.
 fn draw_header<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
@@ -749,10 +754,35 @@ fn draw_header<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    // The legend, when there is more than one series: a swatch and a name each, left to right.
+    if data.series.len() > 1 {
+        let mut x = 66;
+        for series in &data.series {
+            let color = pal.series[series.color % pal.series.len()];
+            if series.values.iter().any(|v| v.is_nan()) {
+                root.draw(&Circle::new((x + 5, 12), 4, color.filled()))?;
+            } else {
+                root.draw(&Rectangle::new([(x, 7), (x + 10, 17)], color.filled()))?;
+            }
+            root.draw(&Text::new(
+                series.name,
+                (x + 15, 6),
+                font(12, &pal.text).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))?;
+            x += 15 + 7 * series.name.chars().count() as i32 + 18;
+        }
+    }
     if let Some(note) = &data.note {
         root.draw(&Text::new(
             note.clone(),
-            (width.saturating_sub(12) as i32, 6),
+            (
+                width.saturating_sub(12) as i32,
+                if header_height(data, width) > 30 {
+                    24
+                } else {
+                    6
+                },
+            ),
             font(12, &pal.muted).pos(Pos::new(HPos::Right, VPos::Top)),
         ))?;
     }
@@ -778,8 +808,7 @@ where
 
 fn draw_bars(out: &mut String, data: &ChartData, pal: &Palette, width: u32) -> DrawResult<()> {
     let n = data.labels.len().max(1);
-    let legend = data.series.len() > 1;
-    let height = (60 + 32 * n as u32 + if legend { 24 } else { 0 }).max(150);
+    let height = (48 + 32 * n as u32 + header_height(data, width)).max(150);
     let root = SVGBackend::with_string(out, (width, height)).into_drawing_area();
     root.fill(&pal.background)?;
     let tops = tops(data);
@@ -787,11 +816,7 @@ fn draw_bars(out: &mut String, data: &ChartData, pal: &Palette, width: u32) -> D
     let xmax = y_max(&tops, data.unit) * 1.25;
     let label_area = (width / 4).clamp(90, 200);
     let mut chart = ChartBuilder::on(&root)
-        .margin_top(if data.note.is_some() || legend {
-            30
-        } else {
-            12
-        })
+        .margin_top(header_height(data, width).max(12))
         .margin_right(24)
         .margin_left(6)
         .margin_bottom(4)
@@ -843,10 +868,7 @@ fn draw_bars(out: &mut String, data: &ChartData, pal: &Palette, width: u32) -> D
                 r
             })
             .collect();
-        chart
-            .draw_series(bars)?
-            .label(s.name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(bars)?;
         if data.stacked {
             for (b, v) in base.iter_mut().zip(&s.values) {
                 *b += v;
@@ -870,15 +892,6 @@ fn draw_bars(out: &mut String, data: &ChartData, pal: &Palette, width: u32) -> D
                 font(12, &color).pos(Pos::new(HPos::Left, VPos::Center)),
             )
         }))?;
-    }
-    if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(pal.background.mix(0.85))
-            .border_style(pal.grid)
-            .label_font(font(12, &pal.text))
-            .draw()?;
     }
     draw_header(&root, data, pal, width)?;
     root.present()?;
@@ -1089,6 +1102,8 @@ mod tests {
             .collect();
         let data = latency_data(&points);
         assert_eq!(data.series.len(), 2);
+        // Unstreamed requests have no time to first token, not a zero one.
+        assert!(data.series[1].values[1].is_nan());
         let t = texts(&render(&data, Theme::Dark, Size::default()).unwrap());
         assert!(t.iter().any(|x| x == "10:00:00"), "{t:?}");
         assert!(t.iter().any(|x| x == "500 ms"), "{t:?}");

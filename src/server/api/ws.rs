@@ -10,7 +10,8 @@ use axum::{
         State,
         ws::{Message, WebSocket, WebSocketUpgrade},
     },
-    response::Response,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use std::sync::atomic::Ordering;
 use tokio::sync::broadcast::error::RecvError;
@@ -18,9 +19,27 @@ use tokio::sync::broadcast::error::RecvError;
 pub async fn connect(
     State(state): State<SharedState>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Browsers always send Origin on a WebSocket upgrade and do not apply SameSite to it the way
+    // they do to fetches: only the dashboard's own origin may open the feed.
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
+    }
     ws.on_upgrade(move |socket| relay(state, session, socket))
+}
+
+/// True without an Origin header (not a browser), or when Origin names the host that was asked.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 async fn relay(state: SharedState, session: Session, mut socket: WebSocket) {
