@@ -19,7 +19,7 @@ fi
 "$venv/bin/pytest" -q tests/sdk
 
 # The dashboard end to end in Debian's Chromium (signs in, watches a request arrive live, creates
-# and revokes a key, screenshots every page into docs/screenshots/).
+# and revokes a key, screenshots every page; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots/).
 browser=tests/browser
 if [ ! -d "$browser/node_modules/playwright-core" ] \
   || ! cmp -s "$browser/package-lock.json" "$browser/node_modules/.gg-package-lock.json"; then

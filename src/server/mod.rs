@@ -59,7 +59,8 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Layer order, outermost first: request id (so every later layer and every response has one),
-/// tracing span, then per-route: body limit and client-key auth on `/v1`; session auth and the
+/// tracing span, security headers (CSP, nosniff, frame denial; on everything but `/v1`), then
+/// per-route: body limit and client-key auth on `/v1`; session auth and the
 /// CSRF rule on `/api` (every route but `/api/auth/login`, see `api::routes`); `/metrics` checks
 /// its own optional token (`prometheus::scrape`).
 pub fn router(state: SharedState) -> Router {

@@ -3,7 +3,8 @@
 //
 // It signs in, watches a /v1 request appear on the Live page (so it fails if the live view stops
 // updating), creates a key (shown once) and revokes it, visits every page with no script error or
-// CSP violation, and saves screenshots to docs/screenshots/ (GG_SCREENSHOT_DIR to change).
+// CSP violation, and takes screenshots of every page: into a temporary folder, or into the committed
+// docs/screenshots/ with UPDATE_SCREENSHOTS=1 (GG_SCREENSHOT_DIR names another folder).
 //
 // Run: npm ci && node --test (from tests/browser), after `cargo build --bins`.
 
@@ -23,7 +24,11 @@ const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
 const GATEWAY = path.join(TARGET, 'debug', 'gophergate');
 const MOCK = path.join(TARGET, 'debug', 'gophergate-mock');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const SHOTS = process.env.GG_SCREENSHOT_DIR || path.join(ROOT, 'docs', 'screenshots');
+const SHOTS =
+  process.env.GG_SCREENSHOT_DIR ||
+  (process.env.UPDATE_SCREENSHOTS
+    ? path.join(ROOT, 'docs', 'screenshots')
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'gg-shots-')));
 const SNAPSHOT = path.resolve(ROOT, '..', 'shared', 'data', 'models-dev-snapshot.json');
 const UPSTREAM_KEY = 'upstream-openai-key-123456';
 const ADMIN_PASSWORD = 'browser-test-password-42';
