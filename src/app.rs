@@ -300,6 +300,9 @@ async fn build_providers(
                 }
             }
         }
+        if let Some(enabled) = store.provider_enabled(&settings.name).await? {
+            settings.enabled = enabled;
+        }
         let adapter = providers::build(&settings, client.clone());
         let reason = routing::unavailable_reason(&settings, adapter.is_some());
         entries.push(ProviderEntry {

@@ -176,6 +176,9 @@ pub trait CredentialStore: Send + Sync {
     async fn put_credential(&self, provider: &str, sealed: &Sealed) -> StoreResult<()>;
     async fn get_credential(&self, provider: &str) -> StoreResult<Option<Sealed>>;
     async fn list_credentials(&self) -> StoreResult<Vec<(String, Sealed)>>;
+    /// A provider switched on or off from the dashboard (wins over the configuration).
+    async fn set_provider_enabled(&self, provider: &str, enabled: bool) -> StoreResult<()>;
+    async fn provider_enabled(&self, provider: &str) -> StoreResult<Option<bool>>;
 }
 
 /// A stored log row with its id.

@@ -302,6 +302,28 @@ impl CredentialStore for SqliteStore {
         .transpose()
     }
 
+    async fn set_provider_enabled(&self, provider: &str, enabled: bool) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO provider_settings (provider, enabled, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (provider) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+        )
+        .bind(provider)
+        .bind(enabled)
+        .bind(format_time(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn provider_enabled(&self, provider: &str) -> StoreResult<Option<bool>> {
+        Ok(
+            sqlx::query_scalar("SELECT enabled FROM provider_settings WHERE provider = ?")
+                .bind(provider)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn list_credentials(&self) -> StoreResult<Vec<(String, Sealed)>> {
         let rows = sqlx::query("SELECT provider, key_id, nonce, ciphertext FROM provider_credentials ORDER BY provider")
             .fetch_all(&self.pool)

@@ -1104,3 +1104,61 @@ async fn the_first_start_creates_an_admin_once_and_prints_its_password_once() {
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.is_empty(), "printed again: {rest:?}");
 }
+
+#[tokio::test]
+async fn a_provider_switched_off_in_the_dashboard_stops_serving_at_once() {
+    let (t, admin, viewer) = app_with_users().await;
+    assert_eq!(t.chat(user_msg("before")).await.status(), 200);
+    let off = Some(json!({"enabled": false}));
+    let (status, body, _) = call(
+        &t,
+        Method::PUT,
+        "/api/providers/openai/enabled",
+        Some(&viewer),
+        off.clone(),
+    )
+    .await;
+    assert_code(status, &body, 403, "admin_required");
+    let (status, body, _) = call(
+        &t,
+        Method::PUT,
+        "/api/providers/openai/enabled",
+        Some(&admin),
+        off,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["item"]["enabled"], false);
+    assert_eq!(body["item"]["available"], false);
+    let resp = t.chat(user_msg("while off")).await;
+    assert_eq!(resp.status(), 404);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{err}"
+    );
+    // Remembered across a reload of the providers, and switched back on.
+    let on = Some(json!({"enabled": true}));
+    let (status, _, _) = call(
+        &t,
+        Method::PUT,
+        "/api/providers/openai/enabled",
+        Some(&admin),
+        on,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(t.chat(user_msg("after")).await.status(), 200);
+    let (status, body, _) = call(
+        &t,
+        Method::PUT,
+        "/api/providers/nope/enabled",
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+}

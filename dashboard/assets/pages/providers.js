@@ -44,6 +44,23 @@ export default {
         }
       });
 
+      let toggleBtn = null;
+      if (isAdmin) {
+        toggleBtn = h('button', { type: 'button', class: 'btn btn-small', data: { action: 'toggle' } },
+          p.enabled ? 'Disable' : 'Enable');
+        toggleBtn.addEventListener('click', async () => {
+          toggleBtn.disabled = true;
+          try {
+            await api(`/api/providers/${encodeURIComponent(p.name)}/enabled`, { method: 'PUT', body: { enabled: !p.enabled } });
+            toast(`${p.name} ${p.enabled ? 'disabled' : 'enabled'}.`);
+            load();
+          } catch (err) {
+            mount(result, errorBox(err));
+            toggleBtn.disabled = false;
+          }
+        });
+      }
+
       let keyForm = null;
       if (isAdmin) {
         const keyIn = h('input', {
@@ -85,7 +102,7 @@ export default {
           ['Last checked', health.checked_at ? h('span', { title: dateTime(health.checked_at) }, ago(health.checked_at)) : 'not yet'],
           health.message ? ['Message', health.message] : null,
         ]),
-        isAdmin ? h('div', { class: 'provider-actions' }, keyForm, testBtn) : null,
+        isAdmin ? h('div', { class: 'provider-actions' }, keyForm, testBtn, toggleBtn) : null,
         result);
     }
 

@@ -77,6 +77,10 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
             put(providers::set_key).fallback(method_not_allowed),
         )
         .route(
+            "/providers/{name}/enabled",
+            put(providers::set_enabled).fallback(method_not_allowed),
+        )
+        .route(
             "/providers/{name}/test",
             post(providers::test).fallback(method_not_allowed),
         )

@@ -133,6 +133,34 @@ pub async fn set_key(
     Ok(Json(json!({ "item": find(&state, &name)? })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnabledBody {
+    enabled: bool,
+}
+
+/// Switches a provider on or off at once (stored; wins over the configuration's `enabled`);
+/// answers `{"item": {…}}`.
+pub async fn set_enabled(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    session.require_admin()?;
+    find(&state, &name)?;
+    let body: EnabledBody = json_body(&body, "{\"enabled\": true}", false)?;
+    state
+        .store
+        .set_provider_enabled(&name, body.enabled)
+        .await?;
+    app::reload_providers(&state)
+        .await
+        .map_err(ApiFailure::internal)?;
+    tracing::info!(provider = %name, enabled = body.enabled, by = %session.username, "provider switched");
+    Ok(Json(json!({ "item": find(&state, &name)? })))
+}
+
 /// Makes one small real call with the provider's current settings and records it as its health.
 pub async fn test(
     State(state): State<SharedState>,
