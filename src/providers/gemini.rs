@@ -4,7 +4,7 @@
 
 use super::{
     ChunkStream, EmbeddingsAnswer, Provider, ProviderResponse, StreamEvent, UpstreamError,
-    read_body, status_error, transport_error,
+    read_body, send_checked, transport_error,
 };
 use crate::{
     config::{ProviderKind, ProviderSettings},
@@ -76,19 +76,7 @@ impl GeminiProvider {
         if let Some(key) = &self.api_key {
             builder = builder.header("x-goog-api-key", key.expose());
         }
-        let resp = builder
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
-        if !resp.status().is_success() {
-            return Err(status_error(
-                &self.name,
-                self.api_key.as_ref().map(|k| k.expose().as_str()),
-                resp,
-            )
-            .await);
-        }
-        Ok(resp)
+        send_checked(&self.name, self.api_key.as_ref(), builder).await
     }
 }
 

@@ -13,6 +13,7 @@ pub use error::UpstreamError;
 use crate::{
     config::{ProviderKind, ProviderSettings},
     domain::{ChatRequest, EmbeddingsRequest, TokenCounts},
+    secret::Secret,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -138,6 +139,23 @@ pub(crate) async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Sends a prepared upstream request; a transport failure or an error status becomes an
+/// `UpstreamError` (with the provider's key scrubbed from any message).
+pub(crate) async fn send_checked(
+    provider: &str,
+    api_key: Option<&Secret<String>>,
+    builder: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, UpstreamError> {
+    let resp = builder
+        .send()
+        .await
+        .map_err(|e| transport_error(provider, e))?;
+    if !resp.status().is_success() {
+        return Err(status_error(provider, api_key.map(|k| k.expose().as_str()), resp).await);
+    }
+    Ok(resp)
 }
 
 /// Turns an upstream error response into an `UpstreamError`, hiding anything that could carry the

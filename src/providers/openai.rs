@@ -5,7 +5,7 @@
 
 use super::{
     ChunkStream, EmbeddingsAnswer, Provider, ProviderResponse, StreamEvent, UpstreamError,
-    read_body, status_error, transport_error, usage::WireUsage,
+    read_body, send_checked, transport_error, usage::WireUsage,
 };
 use crate::{
     config::{ProviderKind, ProviderSettings},
@@ -115,19 +115,7 @@ impl OpenAiProvider {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        let resp = builder
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
-        if !resp.status().is_success() {
-            return Err(status_error(
-                &self.name,
-                self.api_key.as_ref().map(|k| k.expose().as_str()),
-                resp,
-            )
-            .await);
-        }
-        Ok(resp)
+        send_checked(&self.name, self.api_key.as_ref(), builder).await
     }
 
     fn bad(&self, detail: impl Into<String>) -> UpstreamError {

@@ -384,16 +384,16 @@ async fn unknown_route(
     method: Method,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let e = ApiError::InvalidRequest {
-        message: format!("Unknown request URL: {method} {}.", uri.path()),
-        param: None,
-        code: Some("unknown_url"),
-    };
-    let log = RequestLog::new(&state.logs, &rid.0, &key);
-    log.finish(404, Some(e.log_message())).await;
-    let mut resp = e.into_response();
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
+    let message = format!("Unknown request URL: {method} {}.", uri.path());
+    refuse(
+        &state,
+        &key,
+        &rid,
+        StatusCode::NOT_FOUND,
+        message,
+        "unknown_url",
+    )
+    .await
 }
 
 async fn method_not_allowed(
@@ -403,14 +403,35 @@ async fn method_not_allowed(
     method: Method,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
+    let message = format!("Method {method} is not allowed for {}.", uri.path());
+    refuse(
+        &state,
+        &key,
+        &rid,
+        StatusCode::METHOD_NOT_ALLOWED,
+        message,
+        "method_not_allowed",
+    )
+    .await
+}
+
+/// An authenticated request to no route: logged like any other, answered in OpenAI's shape.
+async fn refuse(
+    state: &SharedState,
+    key: &KeyRecord,
+    rid: &RequestId,
+    status: StatusCode,
+    message: String,
+    code: &'static str,
+) -> Response {
     let e = ApiError::InvalidRequest {
-        message: format!("Method {method} is not allowed for {}.", uri.path()),
+        message,
         param: None,
-        code: Some("method_not_allowed"),
+        code: Some(code),
     };
-    let log = RequestLog::new(&state.logs, &rid.0, &key);
-    log.finish(405, Some(e.log_message())).await;
+    let log = RequestLog::new(&state.logs, &rid.0, key);
+    log.finish(status.as_u16(), Some(e.log_message())).await;
     let mut resp = e.into_response();
-    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    *resp.status_mut() = status;
     resp
 }
