@@ -132,6 +132,7 @@ impl App {
             started_at: std::time::Instant::now(),
             pricer: registry::pricing::Pricer::new(registry.clone(), config_pricing),
             budgets: crate::budget::Budgets::new(),
+            rate_limits: Default::default(),
             events,
             registry,
             logs,

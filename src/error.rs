@@ -31,6 +31,11 @@ pub enum ApiError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     BudgetExceeded(#[from] crate::budget::BudgetExceeded),
+    #[error(
+        "Rate limit reached for this API key: {} requests per minute. Please try again in {}s.",
+        .0.limit, .0.retry_after.as_secs_f64().ceil()
+    )]
+    RateLimited(crate::ratelimit::Decision),
     #[error("The gateway is shutting down; retry on another instance.")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -68,7 +73,7 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::ProviderNotConfigured(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(e) => e.status(),
-            Self::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BudgetExceeded(_) | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,6 +97,7 @@ impl ApiError {
             }
             Self::Upstream(e) => e.parts(),
             Self::BudgetExceeded(_) => ("insufficient_quota", Some("budget_exceeded"), None),
+            Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded"), None),
             Self::ShuttingDown => ("server_error", Some("shutting_down"), None),
             Self::Internal(_) => ("server_error", None, None),
         }
@@ -135,6 +141,23 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited(d) = &self {
+            let h = resp.headers_mut();
+            let secs = d.retry_after.as_secs_f64().ceil() as u64;
+            for (name, value) in [
+                ("retry-after", secs.to_string()),
+                ("x-ratelimit-limit-requests", d.limit.to_string()),
+                ("x-ratelimit-remaining-requests", d.remaining.to_string()),
+                (
+                    "x-ratelimit-reset-requests",
+                    format!("{:.3}s", d.reset.as_secs_f64()),
+                ),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+        }
         if let Self::Upstream(e) = &self
             && let Some(secs) = e.retry_after_secs()
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())

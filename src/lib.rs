@@ -25,6 +25,7 @@ pub mod hub;
 pub mod keys;
 pub mod mock;
 pub mod providers;
+pub mod ratelimit;
 pub mod registry;
 pub mod routing;
 pub mod secret;

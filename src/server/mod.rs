@@ -44,6 +44,7 @@ pub struct AppState {
     pub registry: Arc<crate::registry::Registry>,
     pub pricer: crate::registry::pricing::Pricer,
     pub budgets: Arc<crate::budget::Budgets>,
+    pub rate_limits: crate::ratelimit::RateLimiter,
     pub events: crate::events::Events,
     pub logs: LogSink,
     /// Signs and checks dashboard session tokens (key: `MasterKey::session_key`).

@@ -111,6 +111,19 @@ fn route(
     Ok(route)
 }
 
+/// Keys with `rpm` get that many requests per minute (sliding); 429 with `Retry-After` beyond.
+fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
+    let Some(rpm) = key.rpm else { return Ok(()) };
+    let d = state
+        .rate_limits
+        .check(key.id, rpm, std::time::Instant::now());
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::RateLimited(d))
+    }
+}
+
 /// Output tokens assumed for a budget reservation when neither the request nor the registry says.
 const DEFAULT_MAX_OUTPUT: u64 = 32_768;
 
@@ -161,6 +174,7 @@ async fn chat(
     log: &mut RequestLog,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Reply, ApiError> {
+    check_rate(state, key)?;
     let body = body_bytes(state, body)?;
     let mut req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
     let stream = req.stream == Some(true);
@@ -242,6 +256,7 @@ async fn embeddings(
 ) -> Response {
     let mut log = RequestLog::new(&state.logs, &rid.0, &key);
     let result = async {
+        check_rate(&state, &key)?;
         let body = body_bytes(&state, body)?;
         let mut req =
             parse_embeddings_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;

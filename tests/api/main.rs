@@ -16,6 +16,7 @@ mod models;
 mod pricing;
 mod providers_gemini;
 mod providers_openai_compat;
+mod rate_limits;
 mod registry;
 mod shutdown;
 mod streams;
