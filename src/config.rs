@@ -56,6 +56,8 @@ pub struct ServerConfig {
     /// How long a graceful stop waits for in-flight requests before ending them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// `/v1` requests (streams included) served at once; beyond it a fast 503.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            max_in_flight: 10_000,
         }
     }
 }
@@ -313,6 +316,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_in_flight == 0 {
+            return Err(invalid("server.max_in_flight", "must be at least 1"));
         }
         if self.log.queue_capacity == 0 {
             return Err(invalid("log.queue_capacity", "must be at least 1"));

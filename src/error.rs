@@ -36,6 +36,8 @@ pub enum ApiError {
         .0.limit, .0.retry_after.as_secs_f64().ceil()
     )]
     RateLimited(crate::ratelimit::Decision),
+    #[error("The gateway is at its limit of requests in flight; retry shortly.")]
+    Overloaded,
     #[error("The gateway is shutting down; retry on another instance.")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -74,7 +76,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(e) => e.status(),
             Self::BudgetExceeded(_) | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +101,7 @@ impl ApiError {
             Self::BudgetExceeded(_) => ("insufficient_quota", Some("budget_exceeded"), None),
             Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded"), None),
             Self::ShuttingDown => ("server_error", Some("shutting_down"), None),
+            Self::Overloaded => ("server_error", Some("overloaded"), None),
             Self::Internal(_) => ("server_error", None, None),
         }
     }
@@ -141,6 +144,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if matches!(self, Self::Overloaded) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Self::RateLimited(d) = &self {
             let h = resp.headers_mut();
             let secs = d.retry_after.as_secs_f64().ceil() as u64;

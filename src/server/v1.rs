@@ -111,8 +111,18 @@ fn route(
     Ok(route)
 }
 
-/// Keys with `rpm` get that many requests per minute (sliding); 429 with `Retry-After` beyond.
+/// Admission: the in-flight cap (503, fast, so overload never turns into unbounded memory), then
+/// the key's requests per minute (429 with `Retry-After`). The request already has its log row.
 fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
+    // This request counts itself (its `RequestLog` exists).
+    let in_flight = state
+        .logs
+        .stats()
+        .in_flight
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if in_flight > state.config.server.max_in_flight as i64 {
+        return Err(ApiError::Overloaded);
+    }
     let Some(rpm) = key.rpm else { return Ok(()) };
     let d = state
         .rate_limits

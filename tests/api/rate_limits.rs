@@ -54,3 +54,44 @@ async fn a_key_over_its_rpm_gets_429_with_retry_after() {
     // The upstream saw only the allowed ones.
     assert_eq!(t.mock.state.requests().len(), 4);
 }
+
+#[tokio::test]
+async fn beyond_the_in_flight_cap_requests_get_a_fast_503() {
+    let t = spawn_app_with(gophergate::mock::MockConfig::default(), |c| {
+        c.server.max_in_flight = 2
+    })
+    .await;
+    let slow = || {
+        let t = &t;
+        async move {
+            t.chat(user_msg("slow [[mock:latency=600]]"))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let busy = async {
+        // Once both slow requests are at the upstream, the gateway is at its cap.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while t.mock.state.requests().len() < 2 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let started = std::time::Instant::now();
+        let resp = t.chat(user_msg("one more")).await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(300),
+            "refused fast"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+    };
+    let (a, b, ()) = tokio::join!(slow(), slow(), busy);
+    assert_eq!((a, b), (200, 200));
+    // Room again.
+    assert_eq!(t.chat(user_msg("after")).await.status(), 200);
+    let rows = t.exact_logs(4).await;
+    assert_eq!(rows.iter().filter(|r| r.row.status == 503).count(), 1);
+}
