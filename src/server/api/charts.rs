@@ -20,7 +20,7 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use plotters::{
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
@@ -265,55 +265,24 @@ fn parse(mut p: Params, now: DateTime<Utc>) -> Result<(UsageQuery, Theme, Size),
             *slot = (n.round().max(0.0) as u32).clamp(min, max);
         }
     }
-    let day = |name: &'static str, v: Option<String>| -> Result<Option<NaiveDate>, ApiFailure> {
-        v.filter(|v| !v.trim().is_empty())
-            .map(|v| {
-                parse_day(v.trim()).ok_or_else(|| {
-                    ApiFailure::invalid(
-                        format!("`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 time."),
-                        Some(name),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let from = day("from", p.take("from"))?;
-    let to = day("to", p.take("to"))?.unwrap_or_else(|| now.date_naive());
-    let from = from.unwrap_or_else(|| {
-        to.checked_sub_days(Days::new(super::usage::DEFAULT_DAYS - 1))
-            .unwrap_or(to)
-    });
-    if from > to {
-        return Err(ApiFailure::invalid(
-            "`from` must not be after `to`.",
-            Some("from"),
-        ));
-    }
+    let (from, to) = super::usage::date_range(&mut p, now)?;
     if (to - from).num_days() >= MAX_DAYS as i64 {
         return Err(ApiFailure::invalid(
             format!("A chart covers at most {MAX_DAYS} days."),
             Some("from"),
         ));
     }
-    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let (key_name, model, provider) = super::usage::filters(&mut p);
     let q = UsageQuery {
         group_by,
         from,
         to,
-        key_name: text(p.take("key_name")),
-        model: text(p.take("model")),
-        provider: text(p.take("provider")),
+        key_name,
+        model,
+        provider,
     };
     p.finish()?;
     Ok((q, theme, size))
-}
-
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().or_else(|| {
-        DateTime::parse_from_rfc3339(&s.replace(' ', "+"))
-            .ok()
-            .map(|t| t.with_timezone(&Utc).date_naive())
-    })
 }
 
 /// The rollup totals as a chart: a point per day (missing days are zeros) or a bar per group.
@@ -911,6 +880,7 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -89,6 +89,26 @@ fn parse(mut p: Params, now: DateTime<Utc>) -> Result<UsageQuery, ApiFailure> {
             )
         })?,
     };
+    let (from, to) = date_range(&mut p, now)?;
+    let (key_name, model, provider) = filters(&mut p);
+    let q = UsageQuery {
+        group_by,
+        from,
+        to,
+        key_name,
+        model,
+        provider,
+    };
+    p.finish()?;
+    Ok(q)
+}
+
+/// `from`/`to` (whole UTC days, both included; `to` defaults to today, `from` to the last
+/// `DEFAULT_DAYS` days); shared with the charts.
+pub(super) fn date_range(
+    p: &mut Params,
+    now: DateTime<Utc>,
+) -> Result<(NaiveDate, NaiveDate), ApiFailure> {
     let day = |name: &'static str, v: Option<String>| -> Result<Option<NaiveDate>, ApiFailure> {
         v.filter(|v| !v.trim().is_empty())
             .map(|v| {
@@ -115,17 +135,13 @@ fn parse(mut p: Params, now: DateTime<Utc>) -> Result<UsageQuery, ApiFailure> {
             Some("from"),
         ));
     }
-    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let q = UsageQuery {
-        group_by,
-        from,
-        to,
-        key_name: text(p.take("key_name")),
-        model: text(p.take("model")),
-        provider: text(p.take("provider")),
-    };
-    p.finish()?;
-    Ok(q)
+    Ok((from, to))
+}
+
+/// The optional `key_name`, `model` and `provider` filters (empty means none).
+pub(super) fn filters(p: &mut Params) -> (Option<String>, Option<String>, Option<String>) {
+    let mut text = |name| p.take(name).filter(|s: &String| !s.is_empty());
+    (text("key_name"), text("model"), text("provider"))
 }
 
 /// `YYYY-MM-DD`, or an RFC 3339 time taken as its UTC day. A `+` in an offset arrives as a space
