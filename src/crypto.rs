@@ -40,7 +40,7 @@ impl MasterKey {
         let text = text.trim();
         // Hex when it looks like hex (a 32-byte key in base64 is 43-44 chars, never even-length
         // pure hex), base64 otherwise.
-        let bytes = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes = if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).map_err(|_| KeyError::Encoding)?
         } else {
             use base64::engine::general_purpose::{

@@ -447,11 +447,11 @@ fn synthetic_row(i: usize, created_at: DateTime<Utc>) -> LogRow {
         provider: providers[i % 3].map(str::to_string),
         model: Some(models[i % 4].to_string()),
         upstream_model: Some(models[i % 4].to_string()),
-        stream: i % 2 == 0,
+        stream: i.is_multiple_of(2),
         status,
         latency_ms: 100 + i as u64,
-        ttft_ms: (i % 2 == 0).then_some(20),
-        usage: (i % 5 != 0).then_some(TokenCounts {
+        ttft_ms: i.is_multiple_of(2).then_some(20),
+        usage: (!i.is_multiple_of(5)).then_some(TokenCounts {
             prompt: 100 + i as u64,
             completion: 20 + (i % 7) as u64,
             cached: (i % 3) as u64 * 10,
@@ -461,7 +461,7 @@ fn synthetic_row(i: usize, created_at: DateTime<Utc>) -> LogRow {
             audio_completion: 0,
         }),
         cost_usd: (i % 4 != 3).then_some(0.000_123 * (i % 9 + 1) as f64),
-        usage_source: (i % 5 != 0).then_some("reported"),
+        usage_source: (!i.is_multiple_of(5)).then_some("reported"),
         error: (status >= 400).then(|| "upstream_error: synthetic".to_string()),
         ..Default::default()
     }
