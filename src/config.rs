@@ -74,7 +74,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://…`; defaults to `sqlite://<data_dir>/gophergate.db`.
+    /// `sqlite://…` (one instance) or `postgres://…` (several); defaults to
+    /// `sqlite://<data_dir>/gophergate.db`.
     pub url: Option<Secret<String>>,
     pub max_connections: u32,
 }
@@ -334,10 +335,10 @@ impl Config {
         }
         if let Some(url) = &self.database.url {
             let url = url.expose();
-            if !url.starts_with("sqlite:") {
+            if !url.starts_with("sqlite:") && !crate::store::is_postgres_url(url) {
                 return Err(invalid(
                     "database.url",
-                    "only sqlite:// URLs are supported by this build",
+                    "must be a sqlite:// or postgres:// URL",
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! Persistence behind narrow traits, one per concern, so handlers never see SQL and a PostgreSQL
 //! backend can sit beside `sqlite` without touching them. `Store` bundles the traits for wiring.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::{crypto::Sealed, domain::TokenCounts};
@@ -20,6 +21,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database could not be reached or the URL is unusable; the message never holds a
+    /// password.
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -277,11 +282,26 @@ impl<T: KeyStore + UserStore + CredentialStore + LogStore> Store for T {}
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by a database URL and brings its schema up to date.
+/// Opens the store named by a database URL (`sqlite:…`, or `postgres://…` / `postgresql://…`)
+/// and brings its schema up to date.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<DynStore> {
-    Ok(Arc::new(
-        sqlite::SqliteStore::open(url, max_connections).await?,
-    ))
+    if is_postgres_url(url) {
+        Ok(Arc::new(
+            postgres::PgStore::open(url, max_connections).await?,
+        ))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::Connect(
+            "database.url must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 pub fn format_time(t: DateTime<Utc>) -> String {
