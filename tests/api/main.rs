@@ -13,6 +13,7 @@ mod embeddings;
 mod errors;
 mod live;
 mod models;
+mod postgres;
 mod pricing;
 mod providers_gemini;
 mod providers_openai_compat;
