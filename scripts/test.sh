@@ -2,12 +2,25 @@
 # Runs every test: Rust unit and end-to-end tests, then the official OpenAI Python SDK against the
 # real binaries, then the dashboard in headless Chromium. Installs what it needs (a Python venv with
 # the SDK, playwright-core from tests/browser/package-lock.json) on first run; Chromium itself is
-# Debian's package (`apt-get install chromium`, which .ci/run does).
+# Debian's package (`apt-get install chromium`, which .ci/run does). The store and end-to-end
+# tests also run on PostgreSQL: scripts/services.sh starts a throwaway server (Debian's
+# `postgresql` package) and exports GOPHERGATE_TEST_POSTGRES_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --bins
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+if ! services_up; then
+  if [ -n "${CI:-}" ] && [ "${CI:-}" != "false" ]; then
+    echo "test.sh: CI must run the PostgreSQL tests, but no server could be started (see above)" >&2
+    exit 1
+  fi
+  echo "test.sh: going on without PostgreSQL; its tests will say they are skipped" >&2
+fi
+trap services_down EXIT
 cargo test
+services_down
 
 venv=target/sdk-venv
 stamp="$venv/.requirements"
