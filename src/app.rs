@@ -44,7 +44,7 @@ impl App {
             .context("could not open the database")?;
         let client = providers::http_client();
         let data_cipher = master.data_cipher();
-        let providers = build_providers(&config, &store, &data_cipher, &client).await?;
+        let providers = build_providers(&config, &store, &data_cipher).await?;
         // Serve at once from the last good copy; the worker fetches a fresh one in the background.
         let registry = Arc::new(match registry::source::load_cache(&config.data_dir) {
             Some(c) => c.into(),
@@ -118,7 +118,10 @@ impl App {
             .with_context(|| format!("could not listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         let grace = config.server.shutdown_grace;
+        let limits = server::listen::Limits::from(&config.server);
         let config_pricing = config.pricing.clone();
+        let breakers =
+            crate::resilience::breaker::Breakers::new(config.health.clone(), events.clone());
         let state = Arc::new(AppState {
             config: Arc::new(config),
             store,
@@ -133,6 +136,8 @@ impl App {
             pricer: registry::pricing::Pricer::new(registry.clone(), config_pricing),
             budgets: crate::budget::Budgets::new(),
             rate_limits: Default::default(),
+            token_limits: Default::default(),
+            breakers,
             events,
             registry,
             logs,
@@ -142,8 +147,23 @@ impl App {
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
         });
+        let probe_interval = state.config.health.probe_interval;
+        if !probe_interval.is_zero() {
+            tracker.spawn(crate::workers::probes::run(
+                state.clone(),
+                probe_interval,
+                shutdown.clone(),
+            ));
+        }
         let app = server::router(state.clone());
-        let server = tokio::spawn(serve(listener, app, shutdown.clone(), hard_stop, grace));
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            shutdown.clone(),
+            hard_stop,
+            grace,
+        ));
         tracing::info!(%addr, "GopherGate is listening");
         Ok(Self {
             addr,
@@ -200,22 +220,15 @@ impl App {
 async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    limits: server::listen::Limits,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     grace: Duration,
 ) {
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = std::pin::pin!(server.into_future());
-    let mut server = server;
+    let server = server::listen::serve(listener, app, limits, shutdown.clone());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        r = &mut server => {
-            if let Err(e) = r { tracing::error!(error = %e, "server error"); }
-            return;
-        }
+        () = &mut server => return,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("grace period over; ending in-flight requests");
             hard_stop.cancel();
@@ -267,8 +280,7 @@ fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
 /// set from the dashboard takes effect without a restart.
 pub async fn reload_providers(state: &AppState) -> anyhow::Result<()> {
     let _one_at_a_time = state.provider_reload.lock().await;
-    let providers =
-        build_providers(&state.config, &state.store, &state.data_cipher, &state.http).await?;
+    let providers = build_providers(&state.config, &state.store, &state.data_cipher).await?;
     state.providers.store(Arc::new(providers));
     Ok(())
 }
@@ -279,7 +291,6 @@ async fn build_providers(
     config: &Config,
     store: &DynStore,
     cipher: &DataCipher,
-    client: &reqwest::Client,
 ) -> anyhow::Result<routing::Router> {
     let mut entries = Vec::new();
     for mut settings in config.providers()? {
@@ -304,7 +315,7 @@ async fn build_providers(
         if let Some(enabled) = store.provider_enabled(&settings.name).await? {
             settings.enabled = enabled;
         }
-        let adapter = providers::build(&settings, client.clone());
+        let adapter = providers::build(&settings);
         let reason = routing::unavailable_reason(&settings, adapter.is_some());
         entries.push(ProviderEntry {
             adapter: if reason.is_none() { adapter } else { None },
@@ -313,5 +324,5 @@ async fn build_providers(
             key_source,
         });
     }
-    Ok(routing::Router::new(entries))
+    Ok(routing::Router::new(entries, config.routes.clone()))
 }

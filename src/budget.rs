@@ -155,6 +155,7 @@ mod tests {
             prefix: "gg-".into(),
             models: None,
             rpm: None,
+            tpm: None,
             budget_usd: budget,
             spent_usd: spent,
             expires_at: None,

@@ -55,6 +55,9 @@ pub enum KeysCommand {
         /// Requests per minute allowed.
         #[arg(long)]
         rpm: Option<u32>,
+        /// Tokens (prompt + completion) per minute allowed.
+        #[arg(long)]
+        tpm: Option<u32>,
         /// Spending limit in USD.
         #[arg(long = "budget-usd")]
         budget_usd: Option<f64>,
@@ -101,14 +104,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Caught from before the first connection: a SIGTERM while starting up (or while the first
+    // admin's password hashes) is a graceful stop, not an instant death with rows unwritten.
+    let stop = shutdown_signal();
     let app = App::build(config).await?;
-    announce_first_admin(&app).await?;
     let token = app.shutdown_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("stop requested; draining");
         token.cancel();
     });
+    announce_first_admin(&app).await?;
     app.run_until_stopped().await
 }
 
@@ -133,22 +139,35 @@ async fn announce_first_admin(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGTERM and Ctrl-C handlers now (a signal from then on is never the default
+/// action) and returns a future that completes at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            async fn recv(s: std::io::Result<tokio::signal::unix::Signal>) {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! { _ = recv(term) => {}, _ = recv(int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
@@ -167,6 +186,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             name,
             models,
             rpm,
+            tpm,
             budget_usd,
             expires,
         } => {
@@ -174,6 +194,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 name,
                 models,
                 rpm,
+                tpm,
                 budget_usd,
                 expires_at: expires,
             };
@@ -188,17 +209,18 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             let now = Utc::now();
             println!(
-                "{:<24} {:<11} {:<8} {:<8} {:<12} {:<24} {:<24} MODELS",
-                "NAME", "PREFIX", "STATUS", "RPM", "BUDGET_USD", "CREATED", "EXPIRES"
+                "{:<24} {:<11} {:<8} {:<8} {:<10} {:<12} {:<24} {:<24} MODELS",
+                "NAME", "PREFIX", "STATUS", "RPM", "TPM", "BUDGET_USD", "CREATED", "EXPIRES"
             );
             for k in store.list_keys().await? {
                 let status = k.status(now);
                 println!(
-                    "{:<24} {:<11} {:<8} {:<8} {:<12} {:<24} {:<24} {}",
+                    "{:<24} {:<11} {:<8} {:<8} {:<10} {:<12} {:<24} {:<24} {}",
                     k.name,
                     format!("{}…", k.prefix),
                     status,
                     k.rpm.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    k.tpm.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
                     k.budget_usd
                         .map(|b| format!("{b:.2}"))
                         .unwrap_or_else(|| "-".into()),

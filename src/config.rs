@@ -29,6 +29,10 @@ pub struct Config {
     pub pricing: crate::registry::pricing::PricingConfig,
     pub metrics: MetricsConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Named models that stand for an ordered or weighted list of `provider/model` targets.
+    pub routes: BTreeMap<String, RouteConfig>,
+    pub retry: RetryConfig,
+    pub health: HealthConfig,
 }
 
 impl Default for Config {
@@ -43,6 +47,9 @@ impl Default for Config {
             pricing: Default::default(),
             metrics: MetricsConfig::default(),
             providers: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            retry: RetryConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -58,6 +65,15 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `/v1` requests (streams included) served at once; beyond it a fast 503.
     pub max_in_flight: usize,
+    /// A stream silent this long gets an SSE comment line, so proxies keep it open; `0s` never.
+    #[serde(with = "humantime_serde")]
+    pub sse_keepalive: Duration,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests; then the connection is closed (slow-loris).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; 431 beyond it.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +83,9 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             max_in_flight: 10_000,
+            sse_keepalive: Duration::from_secs(15),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -178,11 +197,137 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret<String>>,
     /// Extra model ids this provider serves (routing of bare ids, `/v1/models`).
     pub models: Vec<String>,
-    /// Total time allowed for one upstream request.
+    /// Total time allowed for one upstream request, stream included (default 10m).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// Time allowed to open the TCP/TLS connection (default 10s).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed until the response headers arrive (default 5m: a non-streamed answer from a
+    /// reasoning model only starts when it is complete).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Longest silence allowed between two stream chunks (default 5m).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
     /// Set false to switch a provider off without removing its settings.
     pub enabled: Option<bool>,
+}
+
+/// One `[routes.<name>]`: clients ask for `<name>` and get the first target that answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `provider/model` targets, as strings or `{ model = "…", weight = N }` tables.
+    pub targets: Vec<RouteTarget>,
+    #[serde(default)]
+    pub strategy: RouteStrategy,
+    /// Retries per target before moving on; defaults to `retry.max_retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RouteTarget {
+    Model(String),
+    Weighted {
+        model: String,
+        #[serde(default = "one")]
+        weight: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RouteTarget {
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Model(m) | Self::Weighted { model: m, .. } => m,
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            Self::Model(_) => 1,
+            Self::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+/// `fallback`: targets in the order listed. `weighted`: each request draws its first target by
+/// weight (load balancing), the others follow as fallbacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteStrategy {
+    #[default]
+    Fallback,
+    Weighted,
+}
+
+/// Retries of a failed upstream call, only while nothing has been sent to the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries of the same target after a connect error, 429, 500, 502, 503 or 504.
+    pub max_retries: u32,
+    /// First backoff; doubles per retry, with jitter, up to `max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// A `Retry-After` longer than this is not waited for: the next target is tried instead.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// No new attempt (retry or fallback) starts this long after the request arrived.
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Passive health (circuit breakers per `provider/model` target) and optional active probes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Consecutive failures that open a target's circuit.
+    pub failure_threshold: u32,
+    /// Or: this share of failures (0–1) over the last `window` once `min_requests` were seen.
+    pub failure_rate: f64,
+    pub min_requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long an open circuit skips its target before one trial request (half-open).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Active probes of every usable provider (`GET /models`) at this interval; `0s` is off.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            failure_rate: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(30),
+            probe_interval: Duration::ZERO,
+        }
+    }
 }
 
 /// The four built-in providers: name, kind, key env vars, base-URL env var, default base URL.
@@ -225,8 +370,28 @@ pub struct ProviderSettings {
     pub base_url: String,
     pub api_key: Option<Secret<String>>,
     pub models: Vec<String>,
-    pub timeout: Duration,
+    pub timeouts: Timeouts,
     pub enabled: bool,
+}
+
+/// A provider's upstream time limits (see `ProviderConfig`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(300),
+            total: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +486,12 @@ impl Config {
         if self.server.max_in_flight == 0 {
             return Err(invalid("server.max_in_flight", "must be at least 1"));
         }
+        if self.server.header_timeout < Duration::from_millis(100) {
+            return Err(invalid("server.header_timeout", "must be at least 100ms"));
+        }
+        if self.server.max_header_bytes < 1024 {
+            return Err(invalid("server.max_header_bytes", "must be at least 1024"));
+        }
         if self.log.queue_capacity == 0 {
             return Err(invalid("log.queue_capacity", "must be at least 1"));
         }
@@ -342,6 +513,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_resilience()?;
         if self.registry.url.trim().is_empty() {
             return Err(invalid("registry.url", "must not be empty"));
         }
@@ -387,6 +559,83 @@ impl Config {
                 .map_err(|e| invalid("encryption_key", e.to_string()))?;
         }
         self.providers().map(|_| ())
+    }
+
+    fn validate_resilience(&self) -> Result<(), ConfigError> {
+        let r = &self.retry;
+        if r.max_retries > 10 {
+            return Err(invalid("retry.max_retries", "must be at most 10"));
+        }
+        if r.initial_backoff > r.max_backoff {
+            return Err(invalid(
+                "retry.initial_backoff",
+                "must not exceed retry.max_backoff",
+            ));
+        }
+        let h = &self.health;
+        if h.failure_threshold == 0 {
+            return Err(invalid("health.failure_threshold", "must be at least 1"));
+        }
+        if !(h.failure_rate > 0.0 && h.failure_rate <= 1.0) {
+            return Err(invalid(
+                "health.failure_rate",
+                "must be a share between 0 (exclusive) and 1",
+            ));
+        }
+        if h.window.is_zero() || h.cooldown.is_zero() {
+            return Err(invalid(
+                "health.window",
+                "health.window and health.cooldown must be greater than zero",
+            ));
+        }
+        if !h.probe_interval.is_zero() && h.probe_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "health.probe_interval",
+                "must be at least 1s, or 0s for no active probes",
+            ));
+        }
+        let providers: Vec<String> = self.providers()?.into_iter().map(|p| p.name).collect();
+        for (name, route) in &self.routes {
+            let path = format!("routes.{name}");
+            if name.is_empty() || name.contains('/') {
+                return Err(invalid(
+                    path,
+                    "a route name must be non-empty and contain no `/`",
+                ));
+            }
+            if route.targets.is_empty() {
+                return Err(invalid(
+                    format!("{path}.targets"),
+                    "needs at least one target",
+                ));
+            }
+            for t in &route.targets {
+                let ok = t
+                    .model()
+                    .split_once('/')
+                    .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty());
+                if !ok {
+                    return Err(invalid(
+                        format!("{path}.targets"),
+                        format!("`{}` is not of the form provider/model", t.model()),
+                    ));
+                }
+                let provider = t.model().split_once('/').map_or("", |(p, _)| p);
+                if !providers.iter().any(|p| p == provider) {
+                    return Err(invalid(
+                        format!("{path}.targets"),
+                        format!("`{}` names no configured provider", t.model()),
+                    ));
+                }
+                if t.weight() == 0 {
+                    return Err(invalid(
+                        format!("{path}.targets"),
+                        format!("the weight of `{}` must be at least 1", t.model()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn database_url(&self) -> String {
@@ -460,12 +709,25 @@ fn settings(
             "must be an http:// or https:// URL",
         ));
     }
-    let timeout = cfg.timeout.unwrap_or(Duration::from_secs(600));
-    if timeout.is_zero() {
-        return Err(invalid(
-            format!("providers.{name}.timeout"),
-            "must be greater than zero",
-        ));
+    let d = Timeouts::default();
+    let timeouts = Timeouts {
+        connect: cfg.connect_timeout.unwrap_or(d.connect),
+        first_byte: cfg.first_byte_timeout.unwrap_or(d.first_byte),
+        idle: cfg.idle_timeout.unwrap_or(d.idle),
+        total: cfg.timeout.unwrap_or(d.total),
+    };
+    for (field, value) in [
+        ("timeout", timeouts.total),
+        ("connect_timeout", timeouts.connect),
+        ("first_byte_timeout", timeouts.first_byte),
+        ("idle_timeout", timeouts.idle),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(
+                format!("providers.{name}.{field}"),
+                "must be greater than zero",
+            ));
+        }
     }
     Ok(ProviderSettings {
         name: name.to_string(),
@@ -473,7 +735,7 @@ fn settings(
         base_url: base_url.trim_end_matches('/').to_string(),
         api_key: cfg.api_key.filter(|k| !k.expose().is_empty()),
         models: cfg.models,
-        timeout,
+        timeouts,
         enabled: cfg.enabled.unwrap_or(true),
     })
 }

@@ -21,6 +21,12 @@ pub enum Event {
     KeyRevoked {
         name: String,
     },
+    /// A target's circuit breaker changed state (opened, half-open trial, closed again).
+    CircuitChanged {
+        target: String,
+        state: crate::resilience::breaker::CircuitState,
+        reason: Option<String>,
+    },
     /// A connection test found a provider in another state than before.
     ProviderHealthChanged {
         provider: String,

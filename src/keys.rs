@@ -132,6 +132,7 @@ pub struct KeySpec {
     pub name: String,
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
     pub budget_usd: Option<f64>,
     /// RFC 3339.
     pub expires_at: Option<String>,
@@ -142,6 +143,7 @@ pub struct KeySpec {
 pub enum KeyField {
     Name,
     Rpm,
+    Tpm,
     BudgetUsd,
     ExpiresAt,
 }
@@ -151,6 +153,7 @@ impl KeyField {
         match self {
             Self::Name => "--name",
             Self::Rpm => "--rpm",
+            Self::Tpm => "--tpm",
             Self::BudgetUsd => "--budget-usd",
             Self::ExpiresAt => "--expires",
         }
@@ -160,6 +163,7 @@ impl KeyField {
         match self {
             Self::Name => "name",
             Self::Rpm => "rpm",
+            Self::Tpm => "tpm",
             Self::BudgetUsd => "budget_usd",
             Self::ExpiresAt => "expires_at",
         }
@@ -209,6 +213,9 @@ pub async fn create(
     if spec.rpm == Some(0) {
         return Err(invalid(KeyField::Rpm, "must be at least 1"));
     }
+    if spec.tpm == Some(0) {
+        return Err(invalid(KeyField::Tpm, "must be at least 1"));
+    }
     let expires_at = spec
         .expires_at
         .map(|e| {
@@ -242,6 +249,7 @@ pub async fn create(
             prefix: crypto::key_prefix(&key),
             models,
             rpm: spec.rpm,
+            tpm: spec.tpm,
             budget_usd: spec.budget_usd,
             expires_at,
         })

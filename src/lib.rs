@@ -27,6 +27,7 @@ pub mod mock;
 pub mod providers;
 pub mod ratelimit;
 pub mod registry;
+pub mod resilience;
 pub mod routing;
 pub mod secret;
 pub mod server;

@@ -1,11 +1,16 @@
-//! Which provider serves a model id: `provider/model` names it; a bare id goes to the provider
-//! whose catalog lists it (configured `models`, then the registry), else by well-known prefix.
+//! Which provider serves a model id: a configured route name stands for its targets; `provider/model`
+//! names one; a bare id goes to the provider whose catalog lists it (configured `models`, then the
+//! registry), else by well-known prefix.
 
 use crate::{
-    config::{ProviderKind, ProviderSettings},
+    config::{ProviderKind, ProviderSettings, RouteConfig, RouteStrategy},
     providers::Provider,
 };
-use std::{collections::HashMap, sync::Arc};
+use rand::Rng;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 pub struct ProviderEntry {
     pub settings: ProviderSettings,
@@ -39,11 +44,29 @@ pub struct Router {
     providers: HashMap<String, ProviderEntry>,
     /// Bare model id → provider name, from configured model lists.
     configured: HashMap<String, String>,
+    routes: BTreeMap<String, RouteConfig>,
 }
 
+#[derive(Clone)]
 pub struct Route {
     pub provider: Arc<dyn Provider>,
     pub upstream_model: String,
+}
+
+impl Route {
+    /// `provider/model`: how attempts, circuit breakers and the dashboard name a target.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.provider.name(), self.upstream_model)
+    }
+}
+
+/// The targets one request may try, in order, and how often each may be retried.
+pub struct Plan {
+    pub targets: Vec<Route>,
+    /// Retries per target; `None` uses `retry.max_retries`.
+    pub retries: Option<u32>,
+    /// Targets of the route that could not be used at all (no key, disabled): `(label, reason)`.
+    pub skipped: Vec<(String, String)>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -67,7 +90,7 @@ const PREFIXES: &[(&str, &str)] = &[
 ];
 
 impl Router {
-    pub fn new(entries: Vec<ProviderEntry>) -> Self {
+    pub fn new(entries: Vec<ProviderEntry>, routes: BTreeMap<String, RouteConfig>) -> Self {
         let mut configured = HashMap::new();
         for e in &entries {
             for m in &e.settings.models {
@@ -82,7 +105,61 @@ impl Router {
                 .map(|e| (e.settings.name.clone(), e))
                 .collect(),
             configured,
+            routes,
         }
+    }
+
+    /// The configured routes (listed by `/v1/models` as models of their own).
+    pub fn routes(&self) -> &BTreeMap<String, RouteConfig> {
+        &self.routes
+    }
+
+    /// Every target a request for `model` may try: a route's targets (weighted ones drawn in a
+    /// random order by weight), else the one provider the model resolves to.
+    pub fn plan(
+        &self,
+        model: &str,
+        catalog: impl Fn(&str) -> Option<String>,
+    ) -> Result<Plan, RouteError> {
+        let Some(route) = self.routes.get(model) else {
+            return Ok(Plan {
+                targets: vec![self.resolve(model, catalog)?],
+                retries: None,
+                skipped: Vec::new(),
+            });
+        };
+        let order = match route.strategy {
+            RouteStrategy::Fallback => (0..route.targets.len()).collect(),
+            RouteStrategy::Weighted => weighted_order(
+                &route.targets.iter().map(|t| t.weight()).collect::<Vec<_>>(),
+                &mut rand::thread_rng(),
+            ),
+        };
+        let mut plan = Plan {
+            targets: Vec::new(),
+            retries: route.retries,
+            skipped: Vec::new(),
+        };
+        for i in order {
+            let target = route.targets[i].model();
+            match self.resolve(target, &catalog) {
+                Ok(r) => plan.targets.push(r),
+                Err(RouteError::Unavailable(reason)) => {
+                    plan.skipped.push((target.to_string(), reason))
+                }
+                Err(RouteError::UnknownModel) => plan
+                    .skipped
+                    .push((target.to_string(), "unknown provider".into())),
+            }
+        }
+        if plan.targets.is_empty() {
+            let reasons: Vec<String> = plan.skipped.iter().map(|(_, r)| r.clone()).collect();
+            return Err(RouteError::Unavailable(format!(
+                "No target of the route '{model}' is available: {}",
+                reasons.join(" ")
+            )));
+        }
+        Ok(plan)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &ProviderEntry> {
@@ -98,6 +175,14 @@ impl Router {
         &self,
         model: &str,
         catalog: impl Fn(&str) -> Option<String>,
+    ) -> Result<Route, RouteError> {
+        self.resolve_with(model, &catalog)
+    }
+
+    fn resolve_with(
+        &self,
+        model: &str,
+        catalog: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Route, RouteError> {
         if let Some((prefix, rest)) = model.split_once('/')
             && !rest.is_empty()
@@ -137,6 +222,28 @@ impl Router {
             )),
         }
     }
+}
+
+/// Indices `0..weights.len()` in a random order where each draw picks a remaining index with
+/// probability proportional to its weight (sampling without replacement).
+pub fn weighted_order(weights: &[u32], rng: &mut impl Rng) -> Vec<usize> {
+    let mut left: Vec<usize> = (0..weights.len()).collect();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let total: u64 = left.iter().map(|&i| u64::from(weights[i])).sum();
+        let mut pick = rng.gen_range(0..total.max(1));
+        let mut chosen = 0;
+        for (pos, &i) in left.iter().enumerate() {
+            let w = u64::from(weights[i]);
+            if pick < w {
+                chosen = pos;
+                break;
+            }
+            pick -= w;
+        }
+        out.push(left.remove(chosen));
+    }
+    out
 }
 
 /// Why a provider cannot be used, or `None` when it can.

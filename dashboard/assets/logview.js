@@ -80,6 +80,13 @@ export function showLog(r) {
       ['Price source', r.price_source ? h('span', null, h('code', null, r.price_source), PRICE_SOURCES[r.price_source] ? ` — ${PRICE_SOURCES[r.price_source]}` : '') : null],
       ['Price note', r.price_note],
       ['Registry version', r.registry_version ? h('code', null, r.registry_version) : null],
-    ]));
+    ]),
+    r.attempts && r.attempts.length ? h('h3', null, 'Upstream attempts') : null,
+    r.attempts && r.attempts.length
+      ? h('ol', { class: 'attempts' }, ...r.attempts.map((a) => h('li', null,
+        h('code', null, a.target), ' — ',
+        a.error ? h('span', { class: 'text-warn' }, `${a.status ? `HTTP ${a.status}: ` : ''}${a.error}`) : `HTTP ${a.status || 200}`,
+        ` (${ms(a.ms)})`)))
+      : null);
   return modal('Request', body, { wide: true });
 }

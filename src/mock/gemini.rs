@@ -981,7 +981,7 @@ mod tests {
                 api_key: api_key.map(str::to_string),
                 latency: Duration::ZERO,
             },
-            requests: Default::default(),
+            ..Default::default()
         });
         (crate::mock::router(state.clone()), state)
     }

@@ -7,6 +7,19 @@
 //! - `[[mock:garbage]]` send a body (or stream event) that is not JSON
 //! - `[[mock:tools]]` answer with a `get_weather` tool call
 //! - `[[mock:stall=200]]` stream pauses 200 ms between chunks
+//! - `[[mock:fail=2]]` only the first 2 requests with this same text and model get the `error`
+//!   status (503 when none is given); later ones succeed (a transient failure, for retries)
+//! - `[[mock:retry_after=3]]` error answers carry `Retry-After: 3`
+//! - `[[mock:only=gpt-a]]` every other directive applies only to requests for the model `gpt-a`
+//!   (so one route target fails while another answers)
+//! - `[[mock:reset]]` close the connection without sending any response (OpenAI-style dialects)
+//! - `[[mock:truncate]]` non-stream: send the first half of the JSON body, then drop the
+//!   connection (OpenAI-style dialects)
+//!
+//! What became of the answers is counted ([`MockStats`], also as JSON at `GET /__mock/stats` for a
+//! mock in another process): requests received, handlers dropped before they answered (the caller
+//! went away, e.g. during `[[mock:latency=…]]`), and response bodies dropped before their end (a
+//! stream the caller abandoned).
 //!
 //! Gemini only (see [`gemini`]): `[[mock:thinking]]` (thought part, signature, thinking tokens),
 //! `[[mock:blocked]]` (prompt blocked), `[[mock:maxtokens]]`, `[[mock:safety]]` (finish reasons),
@@ -20,11 +33,25 @@ pub mod gemini;
 pub mod openai;
 pub mod xai;
 
-use axum::Router;
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+    routing::get,
+};
+use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
     time::Duration,
 };
 use tokio_util::sync::CancellationToken;
@@ -53,6 +80,22 @@ pub struct MockState {
     pub config: MockConfig,
     /// Bodies received, oldest first (bounded), so tests can check what the gateway sent.
     requests: Mutex<Vec<Value>>,
+    received: AtomicU64,
+    cancelled: AtomicU64,
+    abandoned: AtomicU64,
+    /// Requests seen per `[[mock:fail=N]]` text and model.
+    failures: Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// What became of the requests a mock received (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MockStats {
+    /// Requests that reached a route, whatever their fate.
+    pub received: u64,
+    /// Handlers dropped before they produced a response: the caller went away.
+    pub cancelled: u64,
+    /// Responses whose body was dropped before its end: the caller stopped reading.
+    pub abandoned: u64,
 }
 
 const KEEP_REQUESTS: usize = 1000;
@@ -73,6 +116,22 @@ impl MockState {
             .clone()
     }
 
+    /// `[[mock:fail=N]]`: counts this request; true while it is among the first N.
+    pub fn should_fail(&self, key: String, n: u32) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = f.entry(key).or_insert(0);
+        *seen += 1;
+        *seen <= n
+    }
+
+    pub fn stats(&self) -> MockStats {
+        MockStats {
+            received: self.received.load(Ordering::SeqCst),
+            cancelled: self.cancelled.load(Ordering::SeqCst),
+            abandoned: self.abandoned.load(Ordering::SeqCst),
+        }
+    }
+
     pub fn last_request(&self) -> Option<Value> {
         self.requests
             .lock()
@@ -86,9 +145,16 @@ impl MockState {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Directives {
     pub error: Option<u16>,
+    /// Fail only the first N identical requests.
+    pub fail: Option<u32>,
+    pub retry_after: Option<u64>,
+    /// The directives apply to this model only.
+    pub only: Option<String>,
     pub latency: Option<Duration>,
     pub cut: Option<usize>,
     pub garbage: bool,
+    /// OpenAI streams: `[[mock:garbage=N]]` sends N good events before the garbage (default 2).
+    pub garbage_at: Option<usize>,
     pub tools: bool,
     pub stall: Option<Duration>,
     /// Answer with a thought summary, a thought signature and thinking tokens.
@@ -105,6 +171,10 @@ pub struct Directives {
     pub keepalive: Option<usize>,
     /// OpenAI: report this many reasoning tokens (inside `completion_tokens`, as o-series do).
     pub reasoning: Option<u64>,
+    /// Close the connection without any response.
+    pub reset: bool,
+    /// Non-stream: cut the JSON body in the middle and drop the connection.
+    pub truncate: bool,
 }
 
 impl Directives {
@@ -118,9 +188,15 @@ impl Directives {
             let ms = || v.parse::<u64>().ok().map(Duration::from_millis);
             match k {
                 "error" => d.error = v.parse().ok(),
+                "fail" => d.fail = v.parse().ok(),
+                "retry_after" => d.retry_after = v.parse().ok(),
+                "only" => d.only = Some(v.to_string()),
                 "latency" => d.latency = ms(),
                 "cut" => d.cut = v.parse().ok(),
-                "garbage" => d.garbage = true,
+                "garbage" => {
+                    d.garbage = true;
+                    d.garbage_at = v.parse().ok();
+                }
                 "tools" => d.tools = true,
                 "stall" => d.stall = ms(),
                 "thinking" => d.thinking = true,
@@ -130,6 +206,8 @@ impl Directives {
                 "cache" => d.cache = v.parse().ok(),
                 "keepalive" => d.keepalive = v.parse().ok(),
                 "reasoning" => d.reasoning = v.parse().ok(),
+                "reset" => d.reset = true,
+                "truncate" => d.truncate = true,
                 _ => {}
             }
         }
@@ -175,7 +253,7 @@ impl MockServer {
     pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
         let state = Arc::new(MockState {
             config,
-            requests: Mutex::default(),
+            ..Default::default()
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -213,10 +291,81 @@ impl Drop for MockServer {
 }
 
 pub fn router(state: Arc<MockState>) -> Router {
-    match state.config.dialect {
-        Dialect::OpenAi => openai::routes().with_state(state),
-        Dialect::Gemini => gemini::routes().with_state(state),
-        Dialect::DeepSeek => deepseek::routes().with_state(state),
-        Dialect::Xai => xai::routes().with_state(state),
+    let dialect = match state.config.dialect {
+        Dialect::OpenAi => openai::routes(),
+        Dialect::Gemini => gemini::routes(),
+        Dialect::DeepSeek => deepseek::routes(),
+        Dialect::Xai => xai::routes(),
+    };
+    dialect
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .route("/__mock/stats", get(stats))
+        .with_state(state)
+}
+
+async fn stats(State(state): State<Arc<MockState>>) -> Json<MockStats> {
+    Json(state.stats())
+}
+
+/// Counts every request, and notices when the caller leaves before the answer is complete.
+async fn observe(State(state): State<Arc<MockState>>, req: Request, next: Next) -> Response {
+    state.received.fetch_add(1, Ordering::SeqCst);
+    // Dropped with this future if the caller goes away before the handler answers.
+    let mut waiting = Count(Some(state.clone()), |s| &s.cancelled);
+    let resp = next.run(req).await;
+    waiting.0 = None;
+    resp.map(|body| {
+        Body::new(Watched {
+            inner: body,
+            unfinished: Count(Some(state), |s| &s.abandoned),
+        })
+    })
+}
+
+/// Adds one to a counter when dropped while still armed.
+struct Count(Option<Arc<MockState>>, fn(&MockState) -> &AtomicU64);
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            (self.1)(&state).fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A response body that counts itself abandoned if dropped before its end.
+struct Watched {
+    inner: Body,
+    unfinished: Count,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // Its end, or an error the mock chose to send (`cut`, `truncate`, `reset`): not abandoned.
+        let ended = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            this.unfinished.0 = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -174,13 +174,33 @@ pub(crate) async fn accept(
     {
         return Err(error(401, presented));
     }
-    let d = Directives::parse(&all_text(&body["messages"]));
+    let text = all_text(&body["messages"]);
+    let mut d = Directives::parse(&text);
+    let model = body["model"].as_str().unwrap_or_default();
+    if d.only.as_deref().is_some_and(|only| only != model) {
+        d = Directives::default();
+    }
     let latency = d.latency.unwrap_or(state.config.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(status) = d.error {
-        return Err(error(status, presented));
+    if d.reset {
+        return Err(reset_response());
+    }
+    let status = match d.fail {
+        Some(n) => state
+            .should_fail(format!("{model}\n{text}"), n)
+            .then(|| d.error.unwrap_or(503)),
+        None => d.error,
+    };
+    if let Some(status) = status {
+        let mut resp = error(status, presented);
+        if let Some(secs) = d.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        return Err(resp);
     }
     Ok((body, d))
 }
@@ -208,6 +228,9 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
     if body["stream"] == true {
         let include_usage = body["stream_options"]["include_usage"] == true;
         return stream_reply(upstream_model, words, usage, include_usage, &d);
+    }
+    if d.truncate {
+        return truncated_response(&upstream_model, &words);
     }
     if d.garbage {
         return (
@@ -275,7 +298,7 @@ fn stream_reply(
     }
     let cut = d.cut.map(|n| n + 1);
     if d.garbage {
-        events.truncate(2);
+        events.truncate(d.garbage_at.unwrap_or(2));
         events.push("data: {\"id\": \"chatcmpl-mock123\", \"choices\": [{\"delta\"\n\n".into());
     } else if let Some(n) = cut {
         events.truncate(n);
@@ -291,6 +314,34 @@ fn stream_reply(
         events.push("data: [DONE]\n\n".into());
     }
     sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
+}
+
+/// `[[mock:reset]]`: a body that fails before its first byte. The server then closes the
+/// connection with the status line and headers still unsent: the caller gets no response at all.
+pub(crate) fn reset_response() -> Response {
+    let body =
+        stream::once(async { Err::<Bytes, _>(std::io::Error::other("mock reset the connection")) });
+    Response::new(Body::from_stream(body))
+}
+
+/// `[[mock:truncate]]`: the first half of a normal answer's JSON, then the connection drops.
+fn truncated_response(model: &str, words: &[String]) -> Response {
+    let full = json!({
+        "id": "chatcmpl-mock123", "object": "chat.completion", "created": CREATED, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": words.concat()},
+                     "logprobs": null, "finish_reason": "stop"}]
+    })
+    .to_string();
+    let mut half = full.len() / 2;
+    while !full.is_char_boundary(half) {
+        half -= 1;
+    }
+    framed_response(
+        vec![full[..half].to_string()],
+        Duration::ZERO,
+        true,
+        "application/json",
+    )
 }
 
 /// An SSE response sending `events` (already framed) in order, `stall` apart; when `cut_after`,

@@ -43,6 +43,14 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The HTTP status the upstream answered with, when it answered at all.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Status { status, .. } => StatusCode::from_u16(*status)

@@ -7,22 +7,21 @@ use super::{
     read_body, send_checked, transport_error,
 };
 use crate::{
-    config::{ProviderKind, ProviderSettings},
+    config::{ProviderKind, ProviderSettings, Timeouts},
     domain::{ChatRequest, EmbeddingsRequest},
     secret::Secret,
     translate::gemini::{self, GenerateContentResponse, ResponseMeta, StreamTranslator},
+    translate::sse,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
-use futures::{StreamExt, stream};
-use std::time::Duration;
+use futures::{Stream, StreamExt, stream};
 
 pub struct GeminiProvider {
     name: String,
     base_url: String,
     api_key: Option<Secret<String>>,
-    timeout: Duration,
+    timeouts: Timeouts,
     client: reqwest::Client,
 }
 
@@ -40,7 +39,7 @@ impl GeminiProvider {
             name: settings.name.clone(),
             base_url: settings.base_url.clone(),
             api_key: settings.api_key.clone(),
-            timeout: settings.timeout,
+            timeouts: settings.timeouts,
             client,
         }
     }
@@ -72,11 +71,21 @@ impl GeminiProvider {
         url: String,
         body: &impl serde::Serialize,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut builder = self.client.post(url).timeout(self.timeout).json(body);
+        let mut builder = self
+            .client
+            .post(url)
+            .timeout(self.timeouts.total)
+            .json(body);
         if let Some(key) = &self.api_key {
             builder = builder.header("x-goog-api-key", key.expose());
         }
-        send_checked(&self.name, self.api_key.as_ref(), builder).await
+        send_checked(
+            &self.name,
+            self.api_key.as_ref(),
+            builder,
+            self.timeouts.first_byte,
+        )
+        .await
     }
 }
 
@@ -88,6 +97,10 @@ impl Provider for GeminiProvider {
 
     fn kind(&self) -> ProviderKind {
         ProviderKind::Gemini
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsAnswer, UpstreamError> {
@@ -151,74 +164,86 @@ impl Provider for GeminiProvider {
 
     async fn chat_stream(&self, req: ChatRequest) -> Result<ChunkStream, UpstreamError> {
         let resp = self.send(&req, true).await?;
-        let name = self.name.clone();
-        let translator = StreamTranslator::new(meta(&req.model));
-        let events = resp.bytes_stream().eventsource();
-        // State: the upstream events, the translator, chunks waiting to go out, and whether the
-        // end (usage chunk, or an error) has been produced.
-        let s = stream::unfold(
-            (events, translator, std::collections::VecDeque::new(), false),
-            move |(mut events, mut tr, mut pending, mut done)| {
-                let name = name.clone();
-                async move {
-                    loop {
-                        if let Some(item) = pending.pop_front() {
-                            return Some((item, (events, tr, pending, done)));
-                        }
-                        if done {
-                            return None;
-                        }
-                        match events.next().await {
-                            Some(Ok(ev)) => {
-                                if ev.data.trim().is_empty() {
-                                    continue;
-                                }
-                                match serde_json::from_str::<GenerateContentResponse>(&ev.data) {
-                                    Ok(parsed) => {
-                                        for chunk in tr.on_event(&parsed) {
-                                            pending.push_back(to_event(&name, &chunk, None));
-                                        }
+        let s = sse_chunks(self.name.clone(), meta(&req.model), resp.bytes_stream());
+        Ok(Box::pin(s))
+    }
+}
+
+/// A `streamGenerateContent?alt=sse` body, chunked any way, to OpenAI stream events; pure, so
+/// `fuzz/` drives it directly.
+pub fn sse_chunks<S>(
+    name: String,
+    meta: ResponseMeta,
+    bytes: S,
+) -> impl Stream<Item = Result<StreamEvent, UpstreamError>>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    let translator = StreamTranslator::new(meta);
+    let events = sse::events(bytes);
+    // State: the upstream events, the translator, chunks waiting to go out, and whether the
+    // end (usage chunk, or an error) has been produced.
+    stream::unfold(
+        (events, translator, std::collections::VecDeque::new(), false),
+        move |(mut events, mut tr, mut pending, mut done)| {
+            let name = name.clone();
+            async move {
+                loop {
+                    if let Some(item) = pending.pop_front() {
+                        return Some((item, (events, tr, pending, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match events.next().await {
+                        Some(Ok(ev)) => {
+                            if ev.data.trim().is_empty() {
+                                continue;
+                            }
+                            match serde_json::from_str::<GenerateContentResponse>(&ev.data) {
+                                Ok(parsed) => {
+                                    for chunk in tr.on_event(&parsed) {
+                                        pending.push_back(to_event(&name, &chunk, None));
                                     }
-                                    Err(e) => {
-                                        done = true;
-                                        pending.push_back(Err(UpstreamError::BadResponse {
-                                            provider: name.clone(),
-                                            detail: format!("invalid JSON in stream: {e}"),
-                                        }));
-                                    }
                                 }
-                            }
-                            Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
-                                done = true;
-                                pending.push_back(Err(transport_error(&name, e)));
-                            }
-                            Some(Err(e)) => {
-                                done = true;
-                                pending.push_back(Err(UpstreamError::BadResponse {
-                                    provider: name.clone(),
-                                    detail: e.to_string(),
-                                }));
-                            }
-                            None => {
-                                done = true;
-                                // Gemini has no [DONE]: the stream is complete only if a finish
-                                // reason arrived.
-                                if !tr.finished {
+                                Err(e) => {
+                                    done = true;
                                     pending.push_back(Err(UpstreamError::BadResponse {
                                         provider: name.clone(),
-                                        detail: "the stream ended before a finish reason".into(),
+                                        detail: format!("invalid JSON in stream: {e}"),
                                     }));
-                                } else if let Some((chunk, counts)) = tr.usage_chunk() {
-                                    pending.push_back(to_event(&name, &chunk, Some(counts)));
                                 }
+                            }
+                        }
+                        Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                            done = true;
+                            pending.push_back(Err(transport_error(&name, e)));
+                        }
+                        Some(Err(e)) => {
+                            done = true;
+                            pending.push_back(Err(UpstreamError::BadResponse {
+                                provider: name.clone(),
+                                detail: e.to_string(),
+                            }));
+                        }
+                        None => {
+                            done = true;
+                            // Gemini has no [DONE]: the stream is complete only if a finish
+                            // reason arrived.
+                            if !tr.finished {
+                                pending.push_back(Err(UpstreamError::BadResponse {
+                                    provider: name.clone(),
+                                    detail: "the stream ended before a finish reason".into(),
+                                }));
+                            } else if let Some((chunk, counts)) = tr.usage_chunk() {
+                                pending.push_back(to_event(&name, &chunk, Some(counts)));
                             }
                         }
                     }
                 }
-            },
-        );
-        Ok(Box::pin(s))
-    }
+            }
+        },
+    )
 }
 
 fn to_event(

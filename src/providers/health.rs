@@ -69,6 +69,17 @@ impl HealthBoard {
             .unwrap_or_default()
     }
 
+    /// Records a provider's health and tells the dashboard when its status changed.
+    pub fn record(&self, provider: &str, health: Health, events: &crate::events::Events) {
+        let status = health.status;
+        if self.set(provider, health) != status {
+            events.publish(crate::events::Event::ProviderHealthChanged {
+                provider: provider.to_string(),
+                status,
+            });
+        }
+    }
+
     /// Records a provider's health; returns its status before.
     pub fn set(&self, provider: &str, health: Health) -> HealthStatus {
         self.map
@@ -119,7 +130,7 @@ pub async fn probe(settings: &ProviderSettings, client: &reqwest::Client) -> Pro
     }
     let mut req = client
         .get(format!("{}/models", settings.base_url))
-        .timeout(settings.timeout.min(PROBE_TIMEOUT));
+        .timeout(settings.timeouts.total.min(PROBE_TIMEOUT));
     if let Some(key) = key {
         req = match settings.kind {
             ProviderKind::Gemini => req.header("x-goog-api-key", key),

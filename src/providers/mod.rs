@@ -50,6 +50,7 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamErr
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn kind(&self) -> ProviderKind;
+    fn timeouts(&self) -> crate::config::Timeouts;
     /// `req.model` is already the id to send upstream.
     async fn chat(&self, req: ChatRequest) -> Result<ProviderResponse, UpstreamError>;
     /// Resolves once the upstream has accepted the request (status known); chunks follow.
@@ -73,10 +74,15 @@ pub struct EmbeddingsAnswer {
     pub estimated: bool,
 }
 
-/// The one pooled HTTP client every provider shares.
+/// A pooled HTTP client (connections are pooled per host). Each provider gets its own, with its
+/// own connect timeout; registry fetches and connection tests use the default one.
 pub fn http_client() -> reqwest::Client {
+    http_client_with(Duration::from_secs(10))
+}
+
+pub fn http_client_with(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
@@ -86,7 +92,8 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// Builds the adapter for a provider; `None` when this build has no adapter for its kind yet.
-pub fn build(settings: &ProviderSettings, client: reqwest::Client) -> Option<Arc<dyn Provider>> {
+pub fn build(settings: &ProviderSettings) -> Option<Arc<dyn Provider>> {
+    let client = http_client_with(settings.timeouts.connect);
     match settings.kind {
         ProviderKind::Openai
         | ProviderKind::OpenaiCompatible
@@ -141,16 +148,20 @@ pub(crate) async fn read_body(
     Ok(buf.freeze())
 }
 
-/// Sends a prepared upstream request; a transport failure or an error status becomes an
-/// `UpstreamError` (with the provider's key scrubbed from any message).
+/// Sends a prepared upstream request; a transport failure, no response headers within
+/// `first_byte`, or an error status becomes an `UpstreamError` (with the provider's key scrubbed
+/// from any message). The builder carries the total timeout, which also bounds the body.
 pub(crate) async fn send_checked(
     provider: &str,
     api_key: Option<&Secret<String>>,
     builder: reqwest::RequestBuilder,
+    first_byte: Duration,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let resp = builder
-        .send()
+    let resp = tokio::time::timeout(first_byte, builder.send())
         .await
+        .map_err(|_| UpstreamError::Timeout {
+            provider: provider.to_string(),
+        })?
         .map_err(|e| transport_error(provider, e))?;
     if !resp.status().is_success() {
         return Err(status_error(provider, api_key.map(|k| k.expose().as_str()), resp).await);

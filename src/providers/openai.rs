@@ -8,18 +8,18 @@ use super::{
     read_body, send_checked, transport_error, usage::WireUsage,
 };
 use crate::{
-    config::{ProviderKind, ProviderSettings},
+    config::{ProviderKind, ProviderSettings, Timeouts},
     domain::{ChatRequest, EmbeddingsRequest, StreamOptions},
     secret::Secret,
     translate::openai_dialects::{self as dialects, ChunkFix, Dialect},
+    translate::sse,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures::{StreamExt, stream};
+use eventsource_stream::{Event, EventStreamError};
+use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::Value;
-use std::time::Duration;
 
 pub struct OpenAiProvider {
     name: String,
@@ -28,7 +28,7 @@ pub struct OpenAiProvider {
     chat_url: String,
     embeddings_url: String,
     api_key: Option<Secret<String>>,
-    timeout: Duration,
+    timeouts: Timeouts,
     client: reqwest::Client,
 }
 
@@ -85,7 +85,7 @@ impl OpenAiProvider {
             chat_url: format!("{}/chat/completions", settings.base_url),
             embeddings_url: format!("{}/embeddings", settings.base_url),
             api_key: settings.api_key.clone(),
-            timeout: settings.timeout,
+            timeouts: settings.timeouts,
             client,
         }
     }
@@ -109,13 +109,19 @@ impl OpenAiProvider {
         let mut builder = self
             .client
             .post(url)
-            .timeout(self.timeout)
+            .timeout(self.timeouts.total)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        send_checked(&self.name, self.api_key.as_ref(), builder).await
+        send_checked(
+            &self.name,
+            self.api_key.as_ref(),
+            builder,
+            self.timeouts.first_byte,
+        )
+        .await
     }
 
     fn bad(&self, detail: impl Into<String>) -> UpstreamError {
@@ -134,6 +140,10 @@ impl Provider for OpenAiProvider {
 
     fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// OpenAI and other OpenAI-compatible servers; DeepSeek and xAI have no embeddings here.
@@ -207,14 +217,21 @@ impl Provider for OpenAiProvider {
             .get_or_insert_with(StreamOptions::default)
             .include_usage = Some(true);
         let resp = self.send(req).await?;
-        let name = self.name.clone();
-        let dialect = self.dialect;
-        let stream = resp
-            .bytes_stream()
-            .eventsource()
-            .flat_map(move |ev| stream::iter(on_event(&name, dialect, ev)));
+        let stream = sse_chunks(self.name.clone(), self.dialect, resp.bytes_stream());
         Ok(Box::pin(stream))
     }
+}
+
+/// An upstream SSE body, chunked any way, to stream events; pure, so `fuzz/` drives it directly.
+pub fn sse_chunks<S>(
+    name: String,
+    dialect: Dialect,
+    bytes: S,
+) -> impl Stream<Item = Result<StreamEvent, UpstreamError>>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>>,
+{
+    sse::events(bytes).flat_map(move |ev| stream::iter(on_event(&name, dialect, ev)))
 }
 
 type Item = Result<StreamEvent, UpstreamError>;

@@ -2,6 +2,8 @@
 //! drive it without a socket and `App` serves it on one.
 
 pub mod api;
+pub mod attempts;
+pub mod listen;
 pub mod middleware;
 pub mod prometheus;
 pub mod relay;
@@ -45,6 +47,9 @@ pub struct AppState {
     pub pricer: crate::registry::pricing::Pricer,
     pub budgets: Arc<crate::budget::Budgets>,
     pub rate_limits: crate::ratelimit::RateLimiter,
+    pub token_limits: Arc<crate::ratelimit::TokenLimiter>,
+    /// Passive health: one circuit breaker per `provider/model` target.
+    pub breakers: Arc<crate::resilience::breaker::Breakers>,
     pub events: crate::events::Events,
     pub logs: LogSink,
     /// Signs and checks dashboard session tokens (key: `MasterKey::session_key`).

@@ -1,12 +1,16 @@
 //! The SSE body of a streamed chat completion. Chunks go to the client as they arrive from the
 //! upstream (no buffering); the usage chunk is passed on only when the client asked for it; the
-//! log row is written when the stream ends, fails, or is dropped because the client left.
+//! log row is written when the stream ends, fails, or is dropped because the client left (which
+//! drops the upstream stream too, closing its connection: no tokens are generated for nobody).
+//! A silent upstream gets SSE comment lines sent to the client every `sse_keepalive` (so proxies
+//! keep the connection) and is given up after its idle timeout.
 
 use super::request_log::RequestLog;
 use crate::{
     config::ProviderKind,
     error::ErrorBody,
-    providers::{ChunkStream, UpstreamError},
+    providers::{ChunkStream, StreamEvent, UpstreamError},
+    resilience::breaker::Ticket,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -14,7 +18,9 @@ use std::{
     convert::Infallible,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 enum Phase {
@@ -29,8 +35,28 @@ pub struct EstimateInput {
     pub request_body: Bytes,
 }
 
+/// A stream's silence limits: a keep-alive comment after `keepalive` (zero: never), an error after
+/// `idle` without an upstream chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTimers {
+    pub keepalive: Duration,
+    pub idle: Duration,
+}
+
+const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
 pub struct Relay {
     inner: ChunkStream,
+    /// The first chunk, read before the client got its headers (see `v1::first_chunk`).
+    pending: Option<StreamEvent>,
+    /// The target's circuit breaker hears how the stream ended.
+    ticket: Option<Ticket>,
+    timers: Option<StreamTimers>,
+    /// When the upstream last sent something, and when the client last got a byte.
+    last_upstream: Instant,
+    last_sent: Instant,
+    /// Armed for the next keep-alive or idle check, whichever is due first.
+    timer: Option<Pin<Box<Sleep>>>,
     log: RequestLog,
     estimate: EstimateInput,
     /// Generated text so far, counted only if the stream ends without usage.
@@ -51,8 +77,15 @@ impl Relay {
         include_usage: bool,
         hard_stop: tokio_util::sync::CancellationToken,
     ) -> Self {
+        let now = Instant::now();
         Self {
             inner,
+            pending: None,
+            ticket: None,
+            timers: None,
+            last_upstream: now,
+            last_sent: now,
+            timer: None,
             log,
             estimate,
             completion: String::new(),
@@ -63,6 +96,94 @@ impl Relay {
             phase: Phase::Streaming,
             hard_stop: Box::pin(hard_stop.cancelled_owned()),
         }
+    }
+
+    pub fn with_first(mut self, first: Option<StreamEvent>) -> Self {
+        self.pending = first;
+        self
+    }
+
+    pub fn with_ticket(mut self, ticket: Ticket) -> Self {
+        self.ticket = Some(ticket);
+        self
+    }
+
+    pub fn with_timers(mut self, timers: StreamTimers) -> Self {
+        self.timers = Some(timers);
+        self
+    }
+
+    /// The next moment something must happen if the upstream stays silent.
+    fn next_deadline(&self) -> Option<Instant> {
+        let t = self.timers?;
+        let idle = self.last_upstream + t.idle;
+        if t.keepalive.is_zero() {
+            Some(idle)
+        } else {
+            Some(idle.min(self.last_sent + t.keepalive))
+        }
+    }
+
+    /// Called when the upstream has nothing: a keep-alive comment or an idle timeout when due.
+    fn on_silence(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let t = self.timers?;
+        loop {
+            let due = self.next_deadline()?;
+            let now = Instant::now();
+            if now >= self.last_upstream + t.idle {
+                let provider = self.log.row().provider.clone().unwrap_or_default();
+                let secs = t.idle.as_secs_f64();
+                let message =
+                    format!("The upstream sent nothing for {secs}s; the stream was ended.");
+                if let Some(ticket) = self.ticket.take() {
+                    ticket.failure(&format!("{provider} stream idle for {secs}s"));
+                }
+                return Some(self.end_with_error(
+                    "upstream_timeout",
+                    &message,
+                    format!("upstream_timeout: {provider} stream idle for {secs}s"),
+                ));
+            }
+            if !t.keepalive.is_zero() && now >= self.last_sent + t.keepalive {
+                self.last_sent = now;
+                return Some(Bytes::from_static(KEEPALIVE));
+            }
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+        }
+    }
+
+    /// One upstream chunk: the bytes for the client, or `None` when it is not for the client.
+    fn on_chunk(&mut self, ev: StreamEvent) -> Option<Bytes> {
+        if self.first_chunk {
+            self.first_chunk = false;
+            let ttft = self.log.elapsed_ms();
+            self.log.row().ttft_ms = Some(ttft);
+        }
+        if let Some(model) = ev.model
+            && self.log.row().upstream_model.as_deref() != Some(model.as_str())
+        {
+            self.log.row().upstream_model = Some(model);
+        }
+        if ev.usage.is_some() {
+            self.saw_usage = true;
+            self.log.set_usage(ev.usage, "reported");
+        }
+        self.saw_finish |= ev.finished;
+        if !self.saw_usage {
+            self.completion.push_str(&ev.text);
+        }
+        if ev.usage_only && !self.include_usage {
+            return None;
+        }
+        Some(frame(&ev.data))
     }
 
     /// Writes the row; a stream that never got usage is estimated and priced as such.
@@ -118,32 +239,31 @@ impl Stream for Relay {
             let ev = this.end_with_error("shutting_down", msg, format!("shutting_down: {msg}"));
             return Poll::Ready(Some(Ok(ev)));
         }
+        if let Some(ev) = this.pending.take()
+            && let Some(bytes) = this.on_chunk(ev)
+        {
+            this.last_sent = Instant::now();
+            return Poll::Ready(Some(Ok(bytes)));
+        }
         loop {
             match this.inner.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    return match this.on_silence(cx) {
+                        Some(bytes) => Poll::Ready(Some(Ok(bytes))),
+                        None => Poll::Pending,
+                    };
+                }
                 Poll::Ready(Some(Ok(ev))) => {
-                    if this.first_chunk {
-                        this.first_chunk = false;
-                        let ttft = this.log.elapsed_ms();
-                        this.log.row().ttft_ms = Some(ttft);
+                    if this.timers.is_some() {
+                        this.last_upstream = Instant::now();
                     }
-                    if let Some(model) = ev.model
-                        && this.log.row().upstream_model.as_deref() != Some(model.as_str())
-                    {
-                        this.log.row().upstream_model = Some(model);
-                    }
-                    if ev.usage.is_some() {
-                        this.saw_usage = true;
-                        this.log.set_usage(ev.usage, "reported");
-                    }
-                    this.saw_finish |= ev.finished;
-                    if !this.saw_usage {
-                        this.completion.push_str(&ev.text);
-                    }
-                    if ev.usage_only && !this.include_usage {
+                    let Some(bytes) = this.on_chunk(ev) else {
                         continue;
+                    };
+                    if this.timers.is_some() {
+                        this.last_sent = this.last_upstream;
                     }
-                    return Poll::Ready(Some(Ok(frame(&ev.data))));
+                    return Poll::Ready(Some(Ok(bytes)));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let ev = upstream_failure(this, &e);
@@ -158,6 +278,9 @@ impl Stream for Relay {
                         let ev = upstream_failure(this, &e);
                         return Poll::Ready(Some(Ok(ev)));
                     }
+                    if let Some(ticket) = this.ticket.take() {
+                        ticket.success();
+                    }
                     this.finish(None);
                     return Poll::Ready(Some(Ok(Bytes::from_static(DONE))));
                 }
@@ -171,6 +294,9 @@ fn upstream_failure(this: &mut Relay, e: &UpstreamError) -> Bytes {
     let code = code.unwrap_or("upstream_error").to_string();
     let message = e.public_message();
     tracing::warn!(error = %e, "upstream stream failed");
+    if let Some(ticket) = this.ticket.take() {
+        ticket.failure(&e.to_string());
+    }
     this.end_with_error(&code, &message, format!("{code}: {e}"))
 }
 

@@ -23,6 +23,21 @@ pub struct RequestLog {
     sent_model: Option<String>,
     /// Budget held for this request; settled to the real cost when the row is priced.
     reservation: Option<Reservation>,
+    /// Tokens counted against the key's per-minute limit; corrected to the real usage at the end.
+    tokens: Option<crate::ratelimit::TokenCharge>,
+    attempts: Vec<Attempt>,
+}
+
+/// One upstream attempt, as the log row's `attempts` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempt {
+    /// `provider/model`.
+    pub target: String,
+    /// The upstream's HTTP status; `None` when none came (connection failed, timed out, skipped).
+    pub status: Option<u16>,
+    /// `None` for the attempt that answered.
+    pub error: Option<String>,
+    pub ms: u64,
 }
 
 impl RequestLog {
@@ -36,6 +51,8 @@ impl RequestLog {
             pricer: None,
             sent_model: None,
             reservation: None,
+            tokens: None,
+            attempts: Vec::new(),
             row: Some(LogRow {
                 request_id: request_id.to_string(),
                 created_at: Utc::now(),
@@ -87,6 +104,21 @@ impl RequestLog {
         self.reservation = r;
     }
 
+    pub fn set_token_charge(&mut self, charge: crate::ratelimit::TokenCharge) {
+        self.tokens = Some(charge);
+    }
+
+    pub fn add_attempt(&mut self, attempt: Attempt) {
+        // Bounded by the retry policy; the cap only guards the row's size.
+        if self.attempts.len() < 64 {
+            self.attempts.push(attempt);
+        }
+    }
+
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+
     pub fn set_usage(&mut self, usage: Option<TokenCounts>, source: &'static str) {
         let row = self.row();
         row.usage_source = usage.is_some().then_some(source);
@@ -99,7 +131,18 @@ impl RequestLog {
         if let Some(r) = self.reservation.take() {
             r.settle(cost.unwrap_or(0.0));
         }
+        let used = self
+            .row
+            .as_ref()
+            .and_then(|r| r.usage)
+            .map(|u| u.prompt + u.completion);
+        if let (Some(charge), Some(used)) = (self.tokens.take(), used) {
+            charge.settle(used);
+        }
         let mut row = self.row.take()?;
+        if !self.attempts.is_empty() {
+            row.attempts = serde_json::to_string(&self.attempts).ok();
+        }
         self.sink
             .stats()
             .in_flight

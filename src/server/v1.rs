@@ -1,16 +1,17 @@
 //! The OpenAI-compatible API: `/v1/chat/completions`, `/v1/models`.
 
 use super::{
-    SharedState,
+    SharedState, attempts,
     middleware::RequestId,
-    relay::{EstimateInput, Relay},
+    relay::{EstimateInput, Relay, StreamTimers},
     request_log::RequestLog,
 };
 use crate::{
     domain::{embeddings::parse_embeddings_request, validate::parse_chat_request},
     error::ApiError,
+    providers::{ChunkStream, StreamEvent, UpstreamError},
     registry,
-    routing::{Route, RouteError},
+    routing::{Plan, Route, RouteError},
     store::KeyRecord,
 };
 use axum::{
@@ -21,8 +22,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use futures::StreamExt;
 use serde::Serialize;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -81,13 +83,14 @@ fn body_bytes(state: &SharedState, body: Result<Bytes, BytesRejection>) -> Resul
     })
 }
 
-/// Checks the key may use `model` and finds its provider; records both on the log row.
-fn route(
+/// Checks the key may use `model` and plans which targets serve it; records the model on the log
+/// row (each attempt records its target).
+fn plan(
     state: &SharedState,
     key: &KeyRecord,
     log: &mut RequestLog,
     model: &str,
-) -> Result<Route, ApiError> {
+) -> Result<Plan, ApiError> {
     log.row().model = Some(model.to_string());
     if !key.allows_model(model) {
         return Err(ApiError::Forbidden(format!(
@@ -95,20 +98,23 @@ fn route(
         )));
     }
     let catalog = state.registry.snapshot();
-    let route = state
+    let plan = state
         .providers
         .load()
-        .resolve(model, |m| catalog.provider_of(m).map(str::to_string))
+        .plan(model, |m| catalog.provider_of(m).map(str::to_string))
         .map_err(|e| match e {
             RouteError::UnknownModel => ApiError::ModelNotFound(model.to_string()),
             RouteError::Unavailable(reason) => ApiError::ProviderNotConfigured(reason),
         })?;
-    log.set_route(
-        route.provider.name(),
-        &route.upstream_model,
-        state.pricer.clone(),
-    );
-    Ok(route)
+    if let Some(first) = plan.targets.first() {
+        // Until an attempt is made, the row names the first target.
+        log.set_route(
+            first.provider.name(),
+            &first.upstream_model,
+            state.pricer.clone(),
+        );
+    }
+    Ok(plan)
 }
 
 /// Admission: the in-flight cap (503, fast, so overload never turns into unbounded memory), then
@@ -134,48 +140,100 @@ fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
     }
 }
 
+/// The key's tokens per minute: admitted when the last minute's tokens plus this request's
+/// estimate (prompt, plus `max_tokens` when given) fit; the real usage replaces the estimate.
+fn check_tokens(
+    state: &SharedState,
+    key: &KeyRecord,
+    log: &mut RequestLog,
+    plan: &Plan,
+    body: &[u8],
+    max_output: Option<u64>,
+) -> Result<(), ApiError> {
+    let Some(tpm) = key.tpm else { return Ok(()) };
+    let Some(first) = plan.targets.first() else {
+        return Ok(());
+    };
+    let prompt =
+        crate::estimate::estimate(first.provider.kind(), &first.upstream_model, body, "").prompt;
+    let estimate = prompt + max_output.unwrap_or(0);
+    let charge = state
+        .token_limits
+        .check(key.id, tpm, estimate, std::time::Instant::now())
+        .map_err(ApiError::RateLimited)?;
+    log.set_token_charge(charge);
+    Ok(())
+}
+
 /// Output tokens assumed for a budget reservation when neither the request nor the registry says.
 const DEFAULT_MAX_OUTPUT: u64 = 32_768;
 
-/// For keys with a budget: reserves the most this request can cost, or refuses it (429). A model
-/// without a price cannot be budgeted, so budgeted keys may not use one (403).
+/// For keys with a budget: reserves the most this request can cost on any of its targets, or
+/// refuses it (429). A target without a price cannot be budgeted, so it is dropped from the plan;
+/// with none left the model cannot be used with this key (403).
 fn reserve_budget(
     state: &SharedState,
     key: &KeyRecord,
     log: &mut RequestLog,
-    route: &Route,
+    plan: &mut Plan,
     body: &[u8],
     max_output: Option<u64>,
 ) -> Result<(), ApiError> {
     if key.budget_usd.is_none() {
         return Ok(());
     }
-    let provider = route.provider.name();
-    let prices = state
-        .pricer
-        .prices(provider, &[route.upstream_model.as_str()])
-        .ok_or_else(|| {
-            ApiError::Forbidden(format!(
-                "This API key has a budget, and the model `{}` has no known price, so it cannot be used with this key.",
-                route.upstream_model
-            ))
-        })?;
-    let limit = max_output.or_else(|| {
-        let catalog = state.registry.snapshot();
-        let source = crate::registry::PROVIDER_MAP
-            .iter()
-            .find(|(_, g)| *g == provider)?
-            .1;
-        catalog
-            .model(source, &route.upstream_model)
-            .and_then(|m| m.limit.and_then(|l| l.output))
+    let catalog = state.registry.snapshot();
+    let mut max = 0.0f64;
+    let mut unpriced = Vec::new();
+    plan.targets.retain(|route| {
+        let provider = route.provider.name();
+        let Some(prices) = state
+            .pricer
+            .prices(provider, &[route.upstream_model.as_str()])
+        else {
+            unpriced.push(route.upstream_model.clone());
+            return false;
+        };
+        let limit = max_output.or_else(|| {
+            let source = crate::registry::PROVIDER_MAP
+                .iter()
+                .find(|(_, g)| *g == provider)?
+                .1;
+            catalog
+                .model(source, &route.upstream_model)
+                .and_then(|m| m.limit.and_then(|l| l.output))
+        });
+        let prompt =
+            crate::estimate::estimate(route.provider.kind(), &route.upstream_model, body, "")
+                .prompt;
+        max = max.max(crate::budget::max_cost(
+            &prices,
+            prompt,
+            limit.unwrap_or(DEFAULT_MAX_OUTPUT),
+        ));
+        true
     });
-    let prompt =
-        crate::estimate::estimate(route.provider.kind(), &route.upstream_model, body, "").prompt;
-    let max = crate::budget::max_cost(&prices, prompt, limit.unwrap_or(DEFAULT_MAX_OUTPUT));
+    if plan.targets.is_empty() {
+        return Err(ApiError::Forbidden(format!(
+            "This API key has a budget, and the model `{}` has no known price, so it cannot be used with this key.",
+            unpriced.first().map(String::as_str).unwrap_or("?")
+        )));
+    }
     let reservation = state.budgets.reserve(key, max)?;
     log.set_reservation(reservation);
     Ok(())
+}
+
+/// How long a stream may stay silent before the client gets its headers and a keep-alive comment
+/// (after which no other target can be tried).
+fn commit_after(state: &SharedState, route: &Route) -> Duration {
+    let keepalive = state.config.server.sse_keepalive;
+    let idle = route.provider.timeouts().idle;
+    if keepalive.is_zero() {
+        idle
+    } else {
+        keepalive.min(idle)
+    }
 }
 
 async fn chat(
@@ -186,14 +244,14 @@ async fn chat(
 ) -> Result<Reply, ApiError> {
     check_rate(state, key)?;
     let body = body_bytes(state, body)?;
-    let mut req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
+    let req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
     let stream = req.stream == Some(true);
     log.row().stream = stream;
-    let route = route(state, key, log, &req.model)?;
+    let requested = req.model.clone();
+    let mut plan = plan(state, key, log, &requested)?;
     let max_output = req.max_completion_tokens.or(req.max_tokens);
-    reserve_budget(state, key, log, &route, &body, max_output)?;
-    req.model = route.upstream_model;
-    let hard_stop = state.hard_stop.clone();
+    reserve_budget(state, key, log, &mut plan, &body, max_output)?;
+    check_tokens(state, key, log, &plan, &body, max_output)?;
 
     if stream {
         let include_usage = req
@@ -201,15 +259,27 @@ async fn chat(
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
+        let st = state.clone();
+        let ok = attempts::run(state, &requested, &plan, log, move |route| {
+            let mut req = req.clone();
+            req.model = route.upstream_model.clone();
+            let wait = commit_after(&st, &route);
+            async move { first_chunk(&route, req, wait).await }
+        })
+        .await?;
+        let (chunks, first) = ok.value;
+        let route = ok.route;
         let estimate = EstimateInput {
             kind: route.provider.kind(),
-            model: req.model.clone(),
+            model: route.upstream_model.clone(),
             request_body: body.clone(),
         };
-        let chunks = tokio::select! {
-            r = route.provider.chat_stream(req) => r?,
-            _ = hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
+        let timers = StreamTimers {
+            keepalive: state.config.server.sse_keepalive,
+            idle: route.provider.timeouts().idle,
         };
+        let hard_stop = state.hard_stop.clone();
+        let ticket = ok.ticket;
         return Ok(Reply::Stream(Box::new(move |log| {
             let mut headers = axum::http::HeaderMap::new();
             headers.insert(
@@ -218,17 +288,22 @@ async fn chat(
             );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            (
-                Relay::new(chunks, log, estimate, include_usage, hard_stop),
-                headers,
-            )
+            let relay = Relay::new(chunks, log, estimate, include_usage, hard_stop)
+                .with_first(first)
+                .with_ticket(ticket)
+                .with_timers(timers);
+            (relay, headers)
         })));
     }
 
-    let answer = tokio::select! {
-        r = route.provider.chat(req) => r?,
-        _ = hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
-    };
+    let ok = attempts::run(state, &requested, &plan, log, |route| {
+        let mut req = req.clone();
+        req.model = route.upstream_model.clone();
+        async move { route.provider.chat(req).await }
+    })
+    .await?;
+    ok.ticket.success();
+    let answer = ok.value;
     if let Some(model) = answer.model {
         log.row().upstream_model = Some(model);
     }
@@ -245,6 +320,26 @@ async fn chat(
         HeaderValue::from_static("application/json"),
     );
     Ok(Reply::Json(resp))
+}
+
+/// Opens the upstream stream and waits up to `wait` for its first chunk, so that a stream which
+/// fails before sending anything can still be retried or sent elsewhere. A slower first chunk is
+/// not an error: the stream is handed on and the relay keeps the client's connection alive.
+async fn first_chunk(
+    route: &Route,
+    req: crate::domain::ChatRequest,
+    wait: Duration,
+) -> Result<(ChunkStream, Option<StreamEvent>), UpstreamError> {
+    let mut chunks = route.provider.chat_stream(req).await?;
+    match tokio::time::timeout(wait, chunks.next()).await {
+        Ok(Some(Ok(ev))) => Ok((chunks, Some(ev))),
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(UpstreamError::BadResponse {
+            provider: route.provider.name().to_string(),
+            detail: "the stream ended before its first chunk".into(),
+        }),
+        Err(_) => Ok((chunks, None)),
+    }
 }
 
 pub const COST_HEADER: &str = "x-gophergate-cost-usd";
@@ -268,15 +363,20 @@ async fn embeddings(
     let result = async {
         check_rate(&state, &key)?;
         let body = body_bytes(&state, body)?;
-        let mut req =
+        let req =
             parse_embeddings_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
-        let route = route(&state, &key, &mut log, &req.model)?;
-        reserve_budget(&state, &key, &mut log, &route, &body, Some(0))?;
-        req.model = route.upstream_model;
-        let answer = tokio::select! {
-            r = route.provider.embeddings(req) => r?,
-            _ = state.hard_stop.cancelled() => return Err(ApiError::ShuttingDown),
-        };
+        let requested = req.model.clone();
+        let mut plan = plan(&state, &key, &mut log, &requested)?;
+        reserve_budget(&state, &key, &mut log, &mut plan, &body, Some(0))?;
+        check_tokens(&state, &key, &mut log, &plan, &body, Some(0))?;
+        let ok = attempts::run(&state, &requested, &plan, &mut log, |route| {
+            let mut req = req.clone();
+            req.model = route.upstream_model.clone();
+            async move { route.provider.embeddings(req).await }
+        })
+        .await?;
+        ok.ticket.success();
+        let answer = ok.value;
         log.set_usage(
             answer.usage,
             if answer.estimated {
@@ -353,6 +453,15 @@ fn available_models(state: &SharedState) -> Vec<ModelObject> {
                 owned_by: name.clone(),
             });
         }
+    }
+    // Routes are models of their own, served by whichever of their targets answers.
+    for name in providers.routes().keys() {
+        out.push(ModelObject {
+            id: name.clone(),
+            object: "model",
+            created: 0,
+            owned_by: "gophergate".into(),
+        });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out.dedup_by(|a, b| a.id == b.id);

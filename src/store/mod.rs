@@ -38,6 +38,8 @@ pub struct KeyRecord {
     /// Allowed model ids (as requested by clients); `None` allows every model.
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
+    /// Tokens (prompt + completion) per minute allowed.
+    pub tpm: Option<u32>,
     pub budget_usd: Option<f64>,
     pub spent_usd: f64,
     pub expires_at: Option<DateTime<Utc>>,
@@ -79,6 +81,7 @@ pub struct NewKey {
     pub prefix: String,
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
     pub budget_usd: Option<f64>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -140,6 +143,9 @@ pub struct LogRow {
     /// What matched the price (`openai/gpt-4o`), or why the row is unpriced.
     pub price_note: Option<String>,
     pub error: Option<String>,
+    /// Every upstream attempt (retries, fallbacks, skipped open circuits) as a JSON array; `None`
+    /// when the request never reached the upstream stage.
+    pub attempts: Option<String>,
 }
 
 #[async_trait]

@@ -45,8 +45,7 @@ fn opt_time(s: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_time).transpose()
 }
 
-const KEY_COLUMNS: &str =
-    "id, name, key_prefix, models, rpm, budget_usd, spent_usd, expires_at, revoked_at, created_at";
+const KEY_COLUMNS: &str = "id, name, key_prefix, models, rpm, tpm, budget_usd, spent_usd, expires_at, revoked_at, created_at";
 
 fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
     let models: Option<String> = row.try_get("models")?;
@@ -55,12 +54,14 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("api_keys.models: {e}")))?;
     let rpm: Option<i64> = row.try_get("rpm")?;
+    let tpm: Option<i64> = row.try_get("tpm")?;
     Ok(KeyRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("key_prefix")?,
         models,
         rpm: rpm.map(|r| r.clamp(0, u32::MAX as i64) as u32),
+        tpm: tpm.map(|r| r.clamp(0, u32::MAX as i64) as u32),
         budget_usd: row.try_get("budget_usd")?,
         spent_usd: row.try_get("spent_usd")?,
         expires_at: opt_time(row.try_get("expires_at")?)?,
@@ -97,14 +98,15 @@ impl KeyStore for SqliteStore {
             .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()));
         let now = format_time(Utc::now());
         let row = sqlx::query(&format!(
-            "INSERT INTO api_keys (name, key_hash, key_prefix, models, rpm, budget_usd, expires_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {KEY_COLUMNS}"
+            "INSERT INTO api_keys (name, key_hash, key_prefix, models, rpm, tpm, budget_usd, expires_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {KEY_COLUMNS}"
         ))
         .bind(&key.name)
         .bind(key.hash.as_slice())
         .bind(&key.prefix)
         .bind(models)
         .bind(key.rpm.map(i64::from))
+        .bind(key.tpm.map(i64::from))
         .bind(key.budget_usd)
         .bind(key.expires_at.map(format_time))
         .bind(now)
@@ -344,7 +346,7 @@ impl CredentialStore for SqliteStore {
 }
 
 /// Columns per row in the multi-row insert; SQLite allows 32,766 bound parameters per statement.
-const LOG_COLUMNS: usize = 21;
+const LOG_COLUMNS: usize = 22;
 const LOG_ROWS_PER_STATEMENT: usize = 32_000 / LOG_COLUMNS;
 
 #[async_trait]
@@ -358,7 +360,7 @@ impl LogStore for SqliteStore {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO request_logs (request_id, created_at, key_id, key_name, provider, model, upstream_model,
                  stream, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens,
-                 reasoning_tokens, cost_usd, usage_source, price_source, registry_version, price_note, error) ",
+                 reasoning_tokens, cost_usd, usage_source, price_source, registry_version, price_note, error, attempts) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 let u = r.usage;
@@ -382,7 +384,8 @@ impl LogStore for SqliteStore {
                     .push_bind(&r.price_source)
                     .push_bind(&r.registry_version)
                     .push_bind(&r.price_note)
-                    .push_bind(&r.error);
+                    .push_bind(&r.error)
+                    .push_bind(&r.attempts);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -489,6 +492,7 @@ fn log_from_row(r: &SqliteRow) -> StoreResult<StoredLog> {
             registry_version: r.try_get("registry_version")?,
             price_note: r.try_get("price_note")?,
             error: r.try_get("error")?,
+            attempts: r.try_get("attempts")?,
         },
     })
 }

@@ -4,3 +4,4 @@
 
 pub mod gemini;
 pub mod openai_dialects;
+pub mod sse;

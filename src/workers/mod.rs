@@ -3,4 +3,5 @@
 
 pub mod log_writer;
 pub mod metrics;
+pub mod probes;
 pub mod retention;

@@ -132,6 +132,7 @@ async fn expired_key_is_401() {
             prefix: String::new(),
             models: None,
             rpm: None,
+            tpm: None,
             budget_usd: None,
             expires_at: Some(Utc::now() - ChronoDuration::minutes(1)),
         })
@@ -152,6 +153,7 @@ async fn expired_key_is_401() {
             prefix: String::new(),
             models: None,
             rpm: None,
+            tpm: None,
             budget_usd: None,
             expires_at: Some(Utc::now() + ChronoDuration::hours(1)),
         })

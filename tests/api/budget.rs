@@ -24,6 +24,7 @@ async fn budget_app(budget: f64) -> (TestApp, String) {
             prefix: String::new(),
             models: None,
             rpm: None,
+            tpm: None,
             budget_usd: Some(budget),
             expires_at: None,
         })

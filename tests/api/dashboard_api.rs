@@ -282,6 +282,7 @@ fn assert_item_matches(item: &Value, s: &StoredLog) {
         "price_source",
         "registry_version",
         "price_note",
+        "attempts",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);

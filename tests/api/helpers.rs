@@ -92,6 +92,7 @@ impl TestApp {
             prefix: String::new(),
             models,
             rpm: None,
+            tpm: None,
             budget_usd: None,
             expires_at: None,
         })

@@ -21,6 +21,10 @@ async fn gemini_app(key: &str) -> (TestApp, MockServer) {
     let base = mock.base_url();
     let key = key.to_string();
     let t = spawn_app_with(MockConfig::default(), move |c| {
+        // These tests check how each answer is translated: no retries (which would repeat a fault
+        // directive) and no circuit breaking (tests/api/resilience.rs covers both).
+        c.retry.max_retries = 0;
+        c.health.failure_threshold = 1000;
         c.providers.insert(
             "gemini".into(),
             ProviderConfig {

@@ -15,6 +15,7 @@ async fn a_key_over_its_rpm_gets_429_with_retry_after() {
             prefix: String::new(),
             models: None,
             rpm: Some(3),
+            tpm: None,
             budget_usd: None,
             expires_at: None,
         })

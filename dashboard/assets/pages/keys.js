@@ -37,6 +37,7 @@ export default {
           { label: 'Status', cell: (k) => badge(k.status, STATUS_KIND[k.status] || 'neutral') },
           { label: 'Models', cell: (k) => (k.models && k.models.length ? k.models.join(', ') : h('span', { class: 'muted' }, 'all')) },
           { label: 'RPM', class: 'num', cell: (k) => (k.rpm ? int(k.rpm) : h('span', { class: 'muted' }, '—')) },
+          { label: 'TPM', class: 'num', cell: (k) => (k.tpm ? int(k.tpm) : h('span', { class: 'muted' }, '—')) },
           { label: 'Spend / budget', cell: spend },
           {
             label: 'Expires',
@@ -97,6 +98,7 @@ export default {
       const name = h('input', { name: 'name', required: true, maxlength: '128', placeholder: 'my-app', spellcheck: 'false', autocomplete: 'off' });
       const models = h('input', { name: 'models', placeholder: 'all models (or gpt-4o-mini, gemini-2.5-flash)', spellcheck: 'false' });
       const rpm = h('input', { name: 'rpm', type: 'number', min: '1', step: '1', placeholder: 'no limit' });
+      const tpm = h('input', { name: 'tpm', type: 'number', min: '1', step: '1', placeholder: 'no limit' });
       const budget = h('input', { name: 'budget_usd', type: 'number', min: '0', step: '0.01', placeholder: 'no budget' });
       const expires = h('input', { name: 'expires_at', type: 'datetime-local' });
       const error = h('div', { class: 'alert alert-bad', role: 'alert', hidden: true });
@@ -106,6 +108,7 @@ export default {
         field('Name', name),
         field('Allowed models', models, 'Comma-separated; empty allows every model.'),
         field('Requests per minute', rpm),
+        field('Tokens per minute', tpm, 'Prompt plus completion tokens.'),
         field('Budget (USD)', budget, 'Requests that would exceed it get 429.'),
         field('Expires', expires, 'Local time; empty never expires.'),
         error,
@@ -117,6 +120,7 @@ export default {
         const m = models.value.split(',').map((s) => s.trim()).filter(Boolean);
         if (m.length) body.models = m;
         if (rpm.value) body.rpm = Number(rpm.value);
+        if (tpm.value) body.tpm = Number(tpm.value);
         if (budget.value) body.budget_usd = Number(budget.value);
         if (expires.value) body.expires_at = new Date(expires.value).toISOString();
         submit.disabled = true;

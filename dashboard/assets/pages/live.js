@@ -15,6 +15,7 @@ const EVENT_TEXT = {
   registry_refresh_failed: (e) => `Model registry refresh failed${e.reason ? `: ${e.reason}` : ''}`,
   key_created: (e) => `Key created: ${e.name}`,
   key_revoked: (e) => `Key revoked: ${e.name}`,
+  circuit_changed: (e) => `Circuit for ${e.target} is ${String(e.state).replace('_', '-')}${e.reason ? `: ${e.reason}` : ''}`,
   provider_health_changed: (e) => `Provider ${e.provider || e.name || ''} is ${e.status || 'changed'}${e.message ? `: ${e.message}` : ''}`,
 };
 

@@ -155,7 +155,7 @@ export default {
       live.on('metrics', showMetrics),
       live.on('status', showStatus),
       live.on('request_log', onRequest),
-      live.on('event', (ev) => { if (ev && ev.kind === 'provider_health_changed') loadProviders(); }),
+      live.on('event', (ev) => { if (ev && (ev.kind === 'provider_health_changed' || ev.kind === 'circuit_changed')) loadProviders(); }),
     ];
     const slow = setInterval(() => {
       loadTotals();

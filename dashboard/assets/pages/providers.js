@@ -3,14 +3,15 @@
 
 import { api } from '../api.js';
 import {
-  ago, badge, dateTime, details, empty, errorBox, h, mount, ms, toast,
+  ago, badge, dateTime, details, empty, errorBox, h, int, mount, ms, toast,
 } from '../ui.js';
 
 const HEALTH_KIND = { ok: 'ok', failing: 'bad', unknown: 'neutral' };
+const CIRCUIT_KIND = { closed: 'ok', open: 'bad', half_open: 'warn' };
 const KEY_SOURCES = { env: 'environment variable', config: 'configuration file', database: 'dashboard (encrypted)', none: 'none' };
 
 export default {
-  render(el, { user }) {
+  render(el, { user, live }) {
     const isAdmin = user.role === 'admin';
     const list = h('div', { class: 'provider-cards' }, h('div', { class: 'muted loading' }, 'Loading…'));
 
@@ -101,6 +102,12 @@ export default {
             health.latency_ms !== null && health.latency_ms !== undefined ? ` ${ms(health.latency_ms)}` : '')],
           ['Last checked', health.checked_at ? h('span', { title: dateTime(health.checked_at) }, ago(health.checked_at)) : 'not yet'],
           health.message ? ['Message', health.message] : null,
+          ...(p.circuits || []).map((c) => [`Circuit ${c.target.slice(p.name.length + 1)}`,
+            h('span', { class: 'circuit', data: { state: c.state } },
+              badge(c.state.replace('_', '-'), CIRCUIT_KIND[c.state] || 'neutral'),
+              ` ${int(c.failures)}/${int(c.requests)} failed in the window`,
+              c.retry_in_ms ? `, retry in ${ms(c.retry_in_ms)}` : '',
+              c.last_error ? h('span', { class: 'muted small break' }, ` — ${c.last_error}`) : '')]),
         ]),
         isAdmin ? h('div', { class: 'provider-actions' }, keyForm, testBtn, toggleBtn) : null,
         result);
@@ -112,5 +119,10 @@ export default {
       h('p', { class: 'muted' }, 'A provider is used when it has a key. Keys saved here are encrypted with the gateway\'s encryption key; keys from the environment or the configuration file take effect at start.'),
       list);
     load();
+    // Health and circuit changes arrive over the live connection: the cards follow them.
+    const off = live && live.on('event', (ev) => {
+      if (ev && (ev.kind === 'provider_health_changed' || ev.kind === 'circuit_changed')) load();
+    });
+    return () => { if (off) off(); };
   },
 };

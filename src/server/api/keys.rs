@@ -34,6 +34,7 @@ pub struct KeyItem {
     /// Allowed models; null allows every model.
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
     pub budget_usd: Option<f64>,
     pub spent_usd: f64,
     pub expires_at: Option<String>,
@@ -50,6 +51,7 @@ impl KeyItem {
             status: k.status(now),
             models: k.models.clone(),
             rpm: k.rpm,
+            tpm: k.tpm,
             budget_usd: k.budget_usd,
             spent_usd: k.spent_usd,
             expires_at: k.expires_at.map(format_time),
@@ -80,6 +82,8 @@ struct CreateBody {
     #[serde(default)]
     rpm: Option<u32>,
     #[serde(default)]
+    tpm: Option<u32>,
+    #[serde(default)]
     budget_usd: Option<f64>,
     #[serde(default)]
     expires_at: Option<String>,
@@ -94,13 +98,14 @@ pub async fn create(
     session.require_admin()?;
     let body: CreateBody = json_body(
         &body,
-        "{\"name\", \"models\"?, \"rpm\"?, \"budget_usd\"?, \"expires_at\"?}",
+        "{\"name\", \"models\"?, \"rpm\"?, \"tpm\"?, \"budget_usd\"?, \"expires_at\"?}",
         true,
     )?;
     let spec = KeySpec {
         name: body.name,
         models: body.models,
         rpm: body.rpm,
+        tpm: body.tpm,
         budget_usd: body.budget_usd,
         expires_at: body.expires_at,
     };

@@ -45,6 +45,9 @@ pub struct LogItem {
     pub price_source: Option<String>,
     pub registry_version: Option<String>,
     pub price_note: Option<String>,
+    /// Every upstream attempt, in order: `{"target", "status", "error", "ms"}` (`status` null when
+    /// no HTTP answer came; `error` null for the one that answered). Null when none was made.
+    pub attempts: Option<serde_json::Value>,
 }
 
 impl LogItem {
@@ -72,6 +75,10 @@ impl LogItem {
             price_source: row.price_source.clone(),
             registry_version: row.registry_version.clone(),
             price_note: row.price_note.clone(),
+            attempts: row
+                .attempts
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok()),
         }
     }
 }

@@ -55,6 +55,10 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         )
         .route("/ws", get(ws::connect))
         .route(
+            "/circuits",
+            get(providers::circuits).fallback(method_not_allowed),
+        )
+        .route(
             "/auth/password",
             post(auth::change_password).fallback(method_not_allowed),
         )

@@ -12,6 +12,7 @@ use crate::{
     app,
     events::Event,
     providers::health::{self, Health, Probe},
+    resilience::breaker::CircuitStatus,
     routing::ProviderEntry,
     secret::Secret,
     server::{AppState, SharedState},
@@ -39,6 +40,8 @@ pub struct ProviderItem {
     pub available: bool,
     pub unavailable_reason: Option<String>,
     pub health: Health,
+    /// Circuit breakers of this provider's targets that have seen failures (passive health).
+    pub circuits: Vec<CircuitStatus>,
 }
 
 fn item(state: &AppState, e: &ProviderEntry) -> ProviderItem {
@@ -52,7 +55,21 @@ fn item(state: &AppState, e: &ProviderEntry) -> ProviderItem {
         available: e.adapter.is_some(),
         unavailable_reason: e.unavailable_reason.clone(),
         health: state.provider_health.get(&e.settings.name),
+        circuits: {
+            let prefix = format!("{}/", e.settings.name);
+            state
+                .breakers
+                .snapshot()
+                .into_iter()
+                .filter(|c| c.target.starts_with(&prefix))
+                .collect()
+        },
     }
+}
+
+/// `GET /api/circuits`: every target's circuit breaker that has seen a failure.
+pub async fn circuits(State(state): State<SharedState>) -> Json<serde_json::Value> {
+    Json(json!({ "items": state.breakers.snapshot() }))
 }
 
 /// The base URL without a password or query string, which could hold credentials.
@@ -175,14 +192,9 @@ pub async fn test(
         .map(|e| e.settings.clone())
         .ok_or_else(|| unknown(&name))?;
     let probe = health::probe(&settings, &state.http).await;
-    let now = probe.health();
-    let status = now.status;
-    if state.provider_health.set(&name, now) != status {
-        state.events.publish(Event::ProviderHealthChanged {
-            provider: name.clone(),
-            status,
-        });
-    }
+    state
+        .provider_health
+        .record(&name, probe.health(), &state.events);
     tracing::info!(provider = %name, ok = probe.ok, "provider connection tested");
     Ok(Json(probe))
 }
