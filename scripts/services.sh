@@ -98,14 +98,66 @@ gg_pg_down() {
   GG_PG_STARTED=""
 }
 
+# Redis: one throwaway server in target/redis (no persistence) on 127.0.0.1 from port 56379 up;
+# exports GOPHERGATE_TEST_REDIS_URL. Tests keep apart by a `redis.prefix` of their own. When the
+# variable is already set, that server is used. Debian's `redis-server` (which .ci/run installs).
+GG_REDIS_DIR="${GOPHERGATE_REDIS_DIR:-$GG_ROOT/target/redis}"
+GG_REDIS_STARTED=""
+
+gg_redis_up() {
+  if [ -n "${GOPHERGATE_TEST_REDIS_URL:-}" ]; then
+    echo "services: Redis from GOPHERGATE_TEST_REDIS_URL (not starting one)" >&2
+    return 0
+  fi
+  if ! command -v redis-server >/dev/null; then
+    echo "services: Redis is not installed (apt-get install redis-server); its tests will be skipped" >&2
+    return 1
+  fi
+  local port
+  mkdir -p "$GG_REDIS_DIR"
+  if [ -f "$GG_REDIS_DIR/port" ] && redis-cli -p "$(cat "$GG_REDIS_DIR/port")" ping >/dev/null 2>&1; then
+    port="$(cat "$GG_REDIS_DIR/port")"
+    echo "services: reusing the Redis server already running on 127.0.0.1:$port" >&2
+  else
+    port="${GOPHERGATE_REDIS_PORT:-56379}"
+    while ! gg_port_free "$port"; do port=$((port + 1)); done
+    if ! redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+      --daemonize yes --dir "$GG_REDIS_DIR" --pidfile "$GG_REDIS_DIR/redis.pid" \
+      --logfile "$GG_REDIS_DIR/redis.log"; then
+      echo "services: Redis did not start; see $GG_REDIS_DIR/redis.log" >&2
+      return 1
+    fi
+    local i
+    for i in $(seq 1 50); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    echo "$port" >"$GG_REDIS_DIR/port"
+    GG_REDIS_STARTED=1
+    echo "services: Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) started on 127.0.0.1:$port" >&2
+  fi
+  export GOPHERGATE_TEST_REDIS_URL="redis://127.0.0.1:$port"
+}
+
+gg_redis_down() {
+  [ -n "$GG_REDIS_STARTED" ] || [ "${1:-}" = force ] || return 0
+  [ -f "$GG_REDIS_DIR/port" ] && redis-cli -p "$(cat "$GG_REDIS_DIR/port")" shutdown nosave >/dev/null 2>&1 || true
+  rm -f "$GG_REDIS_DIR/port"
+  GG_REDIS_STARTED=""
+}
+
 # Starts what the tests need; non-zero when a server could not be had.
 services_up() {
-  gg_pg_up
+  local ok=0
+  gg_pg_up || ok=1
+  gg_redis_up || ok=1
+  return $ok
 }
 
 # Stops only what services_up started.
 services_down() {
   gg_pg_down
+  gg_redis_down
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
@@ -113,9 +165,11 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     start)
       services_up
-      echo "export GOPHERGATE_TEST_POSTGRES_URL='$GOPHERGATE_TEST_POSTGRES_URL'"
+      echo "export GOPHERGATE_TEST_POSTGRES_URL='${GOPHERGATE_TEST_POSTGRES_URL:-}'"
+      echo "export GOPHERGATE_TEST_REDIS_URL='${GOPHERGATE_TEST_REDIS_URL:-}'"
       ;;
     stop)
+      gg_redis_down force
       bin="$(gg_pg_bindir)" || exit 0
       gg_pg_down "$bin"
       ;;

@@ -59,7 +59,22 @@ impl App {
         let close_log = CancellationToken::new();
         let hard_stop = CancellationToken::new();
 
-        let hub = Hub::default();
+        let coord = match &config.redis.url {
+            Some(url) => {
+                Some(crate::coordination::Coordinator::connect(url, &config.redis.prefix).await?)
+            }
+            None => None,
+        };
+        let hub = match &coord {
+            Some(c) => Hub::default().with_fanout(c.fanout(shutdown.clone())),
+            None => Hub::default(),
+        };
+        if let Some(c) = &coord {
+            tracker.spawn(
+                c.clone()
+                    .listen(hub.clone(), keys.clone(), shutdown.clone()),
+            );
+        }
         let (logs, log_rx) = LogSink::new(config.log.queue_capacity, tracker.clone());
         let live = hub.clone();
         let log_writer = tokio::spawn(log_writer::run(
@@ -69,7 +84,7 @@ impl App {
             logs.stats().clone(),
             // Each row goes to the live view as soon as it is written (its id known).
             Box::new(move |id, row| {
-                if live.has_clients() {
+                if live.wanted() {
                     live.publish("request_log", &server::api::logs::LogItem::new(id, row));
                 }
             }),
@@ -138,6 +153,7 @@ impl App {
             rate_limits: Default::default(),
             token_limits: Default::default(),
             breakers,
+            coord,
             events,
             registry,
             logs,

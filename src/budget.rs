@@ -5,8 +5,8 @@
 //! concurrent requests can spend past the budget.
 //!
 //! Spend is persisted by the log writer (`api_keys.spent_usd`, in the same transaction as the
-//! rows); a process starts each key's ledger from that value. The ledger is per process: several
-//! instances share budgets only through Redis (the scale-out work).
+//! rows); a process starts each key's ledger from that value. This ledger is per process; with
+//! `redis.url` every instance reserves in Redis instead (`reserve_shared`, `coordination`).
 
 use crate::{
     domain::TokenCounts,
@@ -42,12 +42,28 @@ pub struct BudgetExceeded {
 }
 
 /// A reservation held by a request in flight; settle it with the real cost, or drop it to release.
-#[derive(Debug)]
 pub struct Reservation {
-    budgets: Arc<Budgets>,
-    key_id: i64,
-    amount: f64,
+    holder: Holder,
     settled: bool,
+}
+
+enum Holder {
+    Local {
+        budgets: Arc<Budgets>,
+        key_id: i64,
+        amount: f64,
+    },
+    /// In Redis, shared by every instance (`coordination`).
+    Shared {
+        coord: Arc<crate::coordination::Coordinator>,
+        reservation: Arc<crate::coordination::SharedReservation>,
+    },
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reservation")
+    }
 }
 
 impl Budgets {
@@ -79,11 +95,47 @@ impl Budgets {
         }
         l.reserved += max_cost;
         Ok(Some(Reservation {
-            budgets: self.clone(),
-            key_id: key.id,
-            amount: max_cost,
+            holder: Holder::Local {
+                budgets: self.clone(),
+                key_id: key.id,
+                amount: max_cost,
+            },
             settled: false,
         }))
+    }
+
+    /// Reserves in Redis, for every instance at once. A Redis failure refuses budgeted requests
+    /// (503) rather than risk spending past a budget no instance can see.
+    pub async fn reserve_shared(
+        coord: &Arc<crate::coordination::Coordinator>,
+        key: &KeyRecord,
+        max_cost: f64,
+    ) -> Result<Option<Reservation>, crate::error::ApiError> {
+        let Some(budget) = key.budget_usd else {
+            return Ok(None);
+        };
+        match coord.reserve(key.id, budget, key.spent_usd, max_cost).await {
+            Ok(crate::coordination::BudgetAnswer::Reserved(r)) => Ok(Some(Reservation {
+                holder: Holder::Shared {
+                    coord: coord.clone(),
+                    reservation: Arc::new(r),
+                },
+                settled: false,
+            })),
+            Ok(crate::coordination::BudgetAnswer::Refused(spent, reserved)) => {
+                Err(BudgetExceeded {
+                    budget,
+                    spent,
+                    reserved,
+                    requested: max_cost,
+                }
+                .into())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "budget reservation failed");
+                Err(crate::error::ApiError::Overloaded)
+            }
+        }
     }
 
     /// (spent, reserved) for a key, as this process sees it.
@@ -105,15 +157,35 @@ impl Reservation {
     /// Replaces the reservation with the real cost.
     pub fn settle(mut self, actual: f64) {
         self.settled = true;
-        self.budgets
-            .release(self.key_id, self.amount, actual.max(0.0));
+        self.finish(actual.max(0.0));
+    }
+
+    fn finish(&self, actual: f64) {
+        match &self.holder {
+            Holder::Local {
+                budgets,
+                key_id,
+                amount,
+            } => budgets.release(*key_id, *amount, actual),
+            Holder::Shared { coord, reservation } => {
+                let (coord, reservation) = (coord.clone(), reservation.clone());
+                // Rows finish in synchronous code (a stream's drop): the call goes to the runtime.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = coord.settle(&reservation, actual).await {
+                            tracing::error!(error = %e, "could not settle a budget reservation");
+                        }
+                    });
+                }
+            }
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.budgets.release(self.key_id, self.amount, 0.0);
+            self.finish(0.0);
         }
     }
 }

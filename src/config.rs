@@ -33,6 +33,27 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     pub retry: RetryConfig,
     pub health: HealthConfig,
+    pub redis: RedisConfig,
+}
+
+/// Optional Redis shared by several instances: rate and token limits, budget reservations, the
+/// live feed and key-change announcements. Without it each instance keeps its own counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` (`rediss://` for TLS is not built in).
+    pub url: Option<Secret<String>>,
+    /// Every key and channel starts with this: separate deployments can share one Redis.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "gophergate".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -50,6 +71,7 @@ impl Default for Config {
             routes: BTreeMap::new(),
             retry: RetryConfig::default(),
             health: HealthConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -514,6 +536,11 @@ impl Config {
             }
         }
         self.validate_resilience()?;
+        if let Some(url) = &self.redis.url
+            && !url.expose().starts_with("redis://")
+        {
+            return Err(invalid("redis.url", "must be a redis:// URL"));
+        }
         if self.registry.url.trim().is_empty() {
             return Err(invalid("registry.url", "must not be empty"));
         }

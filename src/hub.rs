@@ -19,6 +19,8 @@ pub const CAPACITY: usize = 1024;
 pub struct Hub {
     tx: broadcast::Sender<Arc<str>>,
     stats: Arc<HubStats>,
+    /// With Redis: request logs and events also go to the other instances' hubs.
+    fanout: Option<tokio::sync::mpsc::Sender<Arc<str>>>,
 }
 
 #[derive(Debug, Default)]
@@ -42,22 +44,52 @@ impl Default for Hub {
         Self {
             tx,
             stats: Arc::default(),
+            fanout: None,
         }
     }
 }
 
 impl Hub {
-    /// Serialises and broadcasts; free when nobody is connected.
+    /// Shares this hub's request logs and events with other instances (metrics stay local: each
+    /// dashboard shows the instance it is connected to).
+    pub fn with_fanout(mut self, tx: tokio::sync::mpsc::Sender<Arc<str>>) -> Self {
+        self.fanout = Some(tx);
+        self
+    }
+
+    /// Whether a message would go anywhere (local dashboards or other instances).
+    pub fn wanted(&self) -> bool {
+        self.fanout.is_some() || self.tx.receiver_count() > 0
+    }
+
+    /// Serialises and broadcasts; free when nobody is connected (and nothing is shared).
     pub fn publish<T: Serialize>(&self, kind: &str, data: &T) {
-        if self.tx.receiver_count() == 0 {
+        let fanout = self.fanout.as_ref().filter(|_| kind != "metrics");
+        let local = self.tx.receiver_count() > 0;
+        if !local && fanout.is_none() {
             return;
         }
         match serde_json::to_string(&Envelope { kind, data }) {
             Ok(json) => {
+                let json: Arc<str> = json.into();
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
-                let _ = self.tx.send(json.into());
+                if let Some(f) = fanout
+                    && f.try_send(json.clone()).is_err()
+                {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                if local {
+                    let _ = self.tx.send(json);
+                }
             }
             Err(e) => tracing::warn!(error = %e, kind, "could not serialise a hub message"),
+        }
+    }
+
+    /// A message from another instance, for this instance's dashboards only.
+    pub fn inject(&self, message: Arc<str>) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(message);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod coordination;
 pub mod crypto;
 pub mod dashboard;
 pub mod domain;

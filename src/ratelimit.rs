@@ -119,17 +119,52 @@ pub struct TokenLimiter {
 
 /// Tokens counted against a key for one request; `settle` corrects the estimate.
 pub struct TokenCharge {
-    limiter: std::sync::Arc<TokenLimiter>,
+    ledger: Ledger,
     key_id: i64,
     second: u64,
     charged: i64,
 }
 
+enum Ledger {
+    Local(std::sync::Arc<TokenLimiter>),
+    /// Counted in Redis (`coordination`), shared by every instance.
+    Shared(std::sync::Arc<crate::coordination::Coordinator>),
+}
+
 impl TokenCharge {
+    /// A charge made in Redis (`Coordinator::check_tpm`).
+    pub fn shared(
+        coord: std::sync::Arc<crate::coordination::Coordinator>,
+        key_id: i64,
+        second: u64,
+        charged: u64,
+    ) -> Self {
+        Self {
+            ledger: Ledger::Shared(coord),
+            key_id,
+            second,
+            charged: charged as i64,
+        }
+    }
+
     pub fn settle(self, actual: u64) {
         let delta = actual as i64 - self.charged;
-        if delta != 0 {
-            self.limiter.add(self.key_id, self.second, delta);
+        if delta == 0 {
+            return;
+        }
+        match self.ledger {
+            Ledger::Local(limiter) => limiter.add(self.key_id, self.second, delta),
+            Ledger::Shared(coord) => {
+                let (key_id, second) = (self.key_id, self.second);
+                // Called where a row is finished, possibly outside async code: off to the runtime.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = coord.settle_tpm(key_id, second, delta).await {
+                            tracing::warn!(error = %e, "could not correct a token charge");
+                        }
+                    });
+                }
+            }
         }
     }
 }
@@ -196,7 +231,7 @@ impl TokenLimiter {
             _ => buckets.push_back((second, est)),
         }
         Ok(TokenCharge {
-            limiter: self.clone(),
+            ledger: Ledger::Local(self.clone()),
             key_id,
             second,
             charged: est,

@@ -50,6 +50,8 @@ pub struct AppState {
     pub token_limits: Arc<crate::ratelimit::TokenLimiter>,
     /// Passive health: one circuit breaker per `provider/model` target.
     pub breakers: Arc<crate::resilience::breaker::Breakers>,
+    /// Shared counters and live feed across instances (`redis.url`); `None` keeps them in process.
+    pub coord: Option<Arc<crate::coordination::Coordinator>>,
     pub events: crate::events::Events,
     pub logs: LogSink,
     /// Signs and checks dashboard session tokens (key: `MasterKey::session_key`).

@@ -119,7 +119,7 @@ fn plan(
 
 /// Admission: the in-flight cap (503, fast, so overload never turns into unbounded memory), then
 /// the key's requests per minute (429 with `Retry-After`). The request already has its log row.
-fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
+async fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
     // This request counts itself (its `RequestLog` exists).
     let in_flight = state
         .logs
@@ -130,9 +130,19 @@ fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
         return Err(ApiError::Overloaded);
     }
     let Some(rpm) = key.rpm else { return Ok(()) };
-    let d = state
-        .rate_limits
-        .check(key.id, rpm, std::time::Instant::now());
+    let shared = match &state.coord {
+        Some(c) => c
+            .check_rpm(key.id, rpm)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "shared rate limit unavailable; counting in process"))
+            .ok(),
+        None => None,
+    };
+    let d = shared.unwrap_or_else(|| {
+        state
+            .rate_limits
+            .check(key.id, rpm, std::time::Instant::now())
+    });
     if d.allowed {
         Ok(())
     } else {
@@ -142,7 +152,7 @@ fn check_rate(state: &SharedState, key: &KeyRecord) -> Result<(), ApiError> {
 
 /// The key's tokens per minute: admitted when the last minute's tokens plus this request's
 /// estimate (prompt, plus `max_tokens` when given) fit; the real usage replaces the estimate.
-fn check_tokens(
+async fn check_tokens(
     state: &SharedState,
     key: &KeyRecord,
     log: &mut RequestLog,
@@ -157,6 +167,20 @@ fn check_tokens(
     let prompt =
         crate::estimate::estimate(first.provider.kind(), &first.upstream_model, body, "").prompt;
     let estimate = prompt + max_output.unwrap_or(0);
+    if let Some(c) = &state.coord {
+        match c.check_tpm(key.id, tpm, estimate).await {
+            Ok(Ok(second)) => {
+                let charge =
+                    crate::ratelimit::TokenCharge::shared(c.clone(), key.id, second, estimate);
+                log.set_token_charge(charge);
+                return Ok(());
+            }
+            Ok(Err(d)) => return Err(ApiError::RateLimited(d)),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared token limit unavailable; counting in process")
+            }
+        }
+    }
     let charge = state
         .token_limits
         .check(key.id, tpm, estimate, std::time::Instant::now())
@@ -171,7 +195,7 @@ const DEFAULT_MAX_OUTPUT: u64 = 32_768;
 /// For keys with a budget: reserves the most this request can cost on any of its targets, or
 /// refuses it (429). A target without a price cannot be budgeted, so it is dropped from the plan;
 /// with none left the model cannot be used with this key (403).
-fn reserve_budget(
+async fn reserve_budget(
     state: &SharedState,
     key: &KeyRecord,
     log: &mut RequestLog,
@@ -219,7 +243,10 @@ fn reserve_budget(
             unpriced.first().map(String::as_str).unwrap_or("?")
         )));
     }
-    let reservation = state.budgets.reserve(key, max)?;
+    let reservation = match &state.coord {
+        Some(c) => crate::budget::Budgets::reserve_shared(c, key, max).await?,
+        None => state.budgets.reserve(key, max)?,
+    };
     log.set_reservation(reservation);
     Ok(())
 }
@@ -242,7 +269,7 @@ async fn chat(
     log: &mut RequestLog,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Reply, ApiError> {
-    check_rate(state, key)?;
+    check_rate(state, key).await?;
     let body = body_bytes(state, body)?;
     let req = parse_chat_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
     let stream = req.stream == Some(true);
@@ -250,8 +277,8 @@ async fn chat(
     let requested = req.model.clone();
     let mut plan = plan(state, key, log, &requested)?;
     let max_output = req.max_completion_tokens.or(req.max_tokens);
-    reserve_budget(state, key, log, &mut plan, &body, max_output)?;
-    check_tokens(state, key, log, &plan, &body, max_output)?;
+    reserve_budget(state, key, log, &mut plan, &body, max_output).await?;
+    check_tokens(state, key, log, &plan, &body, max_output).await?;
 
     if stream {
         let include_usage = req
@@ -361,14 +388,14 @@ async fn embeddings(
 ) -> Response {
     let mut log = RequestLog::new(&state.logs, &rid.0, &key);
     let result = async {
-        check_rate(&state, &key)?;
+        check_rate(&state, &key).await?;
         let body = body_bytes(&state, body)?;
         let req =
             parse_embeddings_request(&body).map_err(|e| ApiError::invalid(e.message, e.param))?;
         let requested = req.model.clone();
         let mut plan = plan(&state, &key, &mut log, &requested)?;
-        reserve_budget(&state, &key, &mut log, &mut plan, &body, Some(0))?;
-        check_tokens(&state, &key, &mut log, &plan, &body, Some(0))?;
+        reserve_budget(&state, &key, &mut log, &mut plan, &body, Some(0)).await?;
+        check_tokens(&state, &key, &mut log, &plan, &body, Some(0)).await?;
         let ok = attempts::run(&state, &requested, &plan, &mut log, |route| {
             let mut req = req.clone();
             req.model = route.upstream_model.clone();

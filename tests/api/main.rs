@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits_http;
 mod live;
 mod models;
+mod multi_instance;
 mod postgres;
 mod pricing;
 mod providers_gemini;

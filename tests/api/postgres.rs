@@ -4,7 +4,7 @@
 //! without it these tests say so and pass (under CI they fail).
 
 #[path = "../support/pg.rs"]
-mod pg;
+pub mod pg;
 
 use crate::{
     cli::gophergate,
@@ -159,4 +159,140 @@ fn serve_with_an_unreachable_postgres_stops_with_one_sentence() {
         "{err}"
     );
     assert!(!err.contains("topsecret-pw"), "{err}");
+}
+
+/// An install that grew up on SQLite, moved with `gophergate db migrate`, then served from
+/// PostgreSQL: keys, users, stored provider keys, settings, the log and its usage all carry over.
+#[tokio::test]
+async fn db_migrate_moves_a_sqlite_install_to_postgres() {
+    let Some(db) = pg::fresh_database("e2e_db_migrate").await else {
+        return;
+    };
+    // The provider key lives only in the database (set from the dashboard, encrypted).
+    let no_config_key = |c: &mut gophergate::config::Config| {
+        if let Some(p) = c.providers.get_mut("openai") {
+            p.api_key = None;
+        }
+    };
+    let mut old = spawn_app_with(MockConfig::default(), no_config_key).await;
+    add_user(&old, "ops", UserRole::Admin).await;
+    let token = token_for(&old, "ops").await;
+    let resp = old
+        .http
+        .put(old.url("/api/providers/openai/key"))
+        .bearer_auth(&token)
+        .json(&json!({"api_key": UPSTREAM_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let store = old.app().state().store.clone();
+    store.set_provider_enabled("xai", false).await.unwrap();
+    let gone = store
+        .create_user("temp", "h", UserRole::Viewer)
+        .await
+        .unwrap();
+    store.delete_user("temp").await.unwrap();
+    let revoked = old.create_key("old-key", None).await;
+    store.revoke_key("old-key").await.unwrap();
+    assert_eq!(old.chat(user_msg("one")).await.status(), 200);
+    let mut streamed = user_msg("two");
+    streamed["stream"] = json!(true);
+    read_stream(old.chat(streamed).await).await;
+    let unknown =
+        json!({"model": "no-such-model-x", "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(old.chat(unknown).await.status(), 404);
+    old.exact_logs(3).await;
+    let (_, logs_before, _) = api_get(&old, "/api/logs?limit=50", &token).await;
+    let (_, usage_before, _) = api_get(&old, "/api/usage?group_by=model", &token).await;
+    old.shutdown().await;
+
+    let migrate = |to: &str| {
+        gophergate(old.dir.path())
+            .args(["db", "migrate", "--from", &old.db_url(), "--to", to])
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&db.url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("copied into "), "{stdout}");
+    assert!(
+        stdout.contains(": users 1, keys 2, provider keys 1, provider settings 1, log rows 3, "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("gophergate:gophergate@"), "{stdout}");
+    // A second run refuses to mix installs, in one sentence.
+    let again = migrate(&db.url);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("already holds GopherGate data") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // The same data_dir (so the same encryption key), now on PostgreSQL.
+    let mut config = test_config(old.dir.path(), &old.mock);
+    no_config_key(&mut config);
+    config.database.url = Some(db.url.clone().into());
+    let app = App::build(config).await.unwrap();
+    let base = format!("http://{}", app.addr());
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).bearer_auth(&token);
+    // The session signed before the move still holds; the log and usage read the same.
+    let logs_after: Value = get("/api/logs?limit=50")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs_after, logs_before);
+    let usage_after: Value = get("/api/usage?group_by=model")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage_after["items"], usage_before["items"]);
+    // The client key works (with the stored, still decryptable provider key); the revoked one not.
+    let chat = |key: &str| {
+        http.post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&user_msg("after the move"))
+            .send()
+    };
+    assert_eq!(chat(&old.key).await.unwrap().status(), 200);
+    assert_eq!(chat(&revoked).await.unwrap().status(), 401);
+    let pg_store = app.state().store.clone();
+    assert_eq!(pg_store.provider_enabled("xai").await.unwrap(), Some(false));
+    // Ids go on past the old ones, the deleted user's included.
+    let newcomer = pg_store
+        .create_user("newcomer", "h", UserRole::Viewer)
+        .await
+        .unwrap();
+    assert!(newcomer.id > gone.id);
+    let newest_before = logs_before["items"][0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = pg_store
+            .query_logs(&gophergate::store::LogQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if rows[0].id > newest_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new row never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.shutdown().await.unwrap();
+    db.drop_database().await;
 }

@@ -574,3 +574,43 @@ async fn active_probes_record_provider_health_and_publish_changes() {
         assert_eq!(health.get(&provider).status, status);
     }
 }
+
+#[tokio::test]
+async fn several_keys_for_one_upstream_are_providers_of_one_kind_in_a_route() {
+    let t = spawn_app_with(MockConfig::default(), |c| {
+        let base = c.providers["openai"].base_url.clone();
+        // The same upstream under a second name with a key it rejects (a revoked project key).
+        c.providers.insert(
+            "openai-old".into(),
+            ProviderConfig {
+                kind: Some(ProviderKind::Openai),
+                base_url: base,
+                api_key: Some("sk-revoked-0000000000".to_string().into()),
+                ..Default::default()
+            },
+        );
+        route(
+            c,
+            "smart",
+            RouteStrategy::Fallback,
+            &[("openai-old/gpt-4o-mini", 1), ("openai/gpt-4o-mini", 1)],
+        );
+    })
+    .await;
+    let resp = t.chat(chat_body("smart", "hi")).await;
+    assert_eq!(resp.status(), 200);
+    let rows = t.exact_logs(1).await;
+    assert_eq!(rows[0].row.provider.as_deref(), Some("openai"));
+    let a = attempts(&rows[0]);
+    assert_eq!(
+        a.len(),
+        2,
+        "a rejected key is not retried, the next key is used: {a:?}"
+    );
+    assert_eq!(a[0]["target"], "openai-old/gpt-4o-mini");
+    assert_eq!(a[0]["status"], Value::Null);
+    assert!(
+        a[0]["error"].as_str().unwrap().contains("rejected"),
+        "{a:?}"
+    );
+}

@@ -149,6 +149,9 @@ pub async fn revoke(
         other => other.into(),
     })?;
     state.keys.invalidate();
+    if let Some(c) = &state.coord {
+        c.announce_keys_changed().await;
+    }
     tracing::info!(key = %record.name, by = %session.username, "client key revoked");
     state.events.publish(Event::KeyRevoked {
         name: record.name.clone(),
