@@ -41,6 +41,9 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Database tools.
+    #[command(subcommand)]
+    Db(DbCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +94,25 @@ pub enum ConfigCommand {
     Check,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy a SQLite install (users, keys, provider keys and settings, request log, usage
+    /// rollups, with their ids) into an empty PostgreSQL database. Stop the SQLite server first.
+    Migrate {
+        /// The SQLite database to copy (default: the configured `database.url`).
+        #[arg(long, value_name = "SQLITE_URL")]
+        from: Option<String>,
+        /// The empty PostgreSQL database to fill, e.g. postgres://gophergate@db:5432/gophergate
+        /// (leave the password out of the URL and set $PGPASSWORD, so it is not on the command
+        /// line).
+        #[arg(long, value_name = "POSTGRES_URL")]
+        to: String,
+        /// Log and rollup rows per insert statement.
+        #[arg(long, default_value_t = 5_000)]
+        batch_rows: usize,
+    },
+}
+
 /// Runs a command; the caller prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config =
@@ -100,6 +122,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Users(cmd) => users(config, cmd).await,
         Command::Config(ConfigCommand::Check) => config_check(&config),
+        Command::Db(DbCommand::Migrate {
+            from,
+            to,
+            batch_rows,
+        }) => db_migrate(&config, from, &to, batch_rows).await,
     }
 }
 
@@ -304,6 +331,40 @@ fn config_check(config: &Config) -> anyhow::Result<()> {
         );
     }
     println!("# configuration OK");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn db_migrate(
+    config: &Config,
+    from: Option<String>,
+    to: &str,
+    batch_rows: usize,
+) -> anyhow::Result<()> {
+    let from = from.unwrap_or_else(|| config.database_url());
+    if !from.starts_with("sqlite:") {
+        bail!("--from must be a sqlite:// URL (the database to copy)");
+    }
+    if !store::is_postgres_url(to) {
+        bail!("--to must be a postgres:// URL (the empty database to copy into)");
+    }
+    let started = std::time::Instant::now();
+    let r = store::copy::sqlite_to_postgres(&from, to, batch_rows)
+        .await
+        .map_err(friendly)
+        .context("nothing was copied")?;
+    println!(
+        "copied into {}: users {}, keys {}, provider keys {}, provider settings {}, log rows {}, \
+         usage rollup rows {} ({:.1}s)",
+        store::postgres::describe_url(to),
+        r.users,
+        r.keys,
+        r.credentials,
+        r.provider_settings,
+        r.log_rows,
+        r.rollup_rows,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

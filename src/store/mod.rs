@@ -1,6 +1,7 @@
 //! Persistence behind narrow traits, one per concern, so handlers never see SQL and a PostgreSQL
 //! backend can sit beside `sqlite` without touching them. `Store` bundles the traits for wiring.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
