@@ -614,3 +614,55 @@ async fn several_keys_for_one_upstream_are_providers_of_one_kind_in_a_route() {
         "{a:?}"
     );
 }
+
+#[tokio::test]
+async fn every_transient_status_is_retried_and_every_target_fault_falls_back() {
+    let t = spawn_app_with(MockConfig::default(), |c| {
+        fast_retries(c);
+        route(
+            c,
+            "smart",
+            RouteStrategy::Fallback,
+            &[("openai/gpt-a", 1), ("openai/gpt-b", 1)],
+        );
+    })
+    .await;
+    // Each transient status once, then success on the same target.
+    for status in [429, 500, 502, 503, 504] {
+        let before = t.mock.state.requests().len();
+        let text = format!("[[mock:fail=1]][[mock:error={status}]] s{status}");
+        let resp = t.chat(chat_body("gpt-4o-mini", &text)).await;
+        assert_eq!(resp.status(), 200, "{status}");
+        assert_eq!(
+            t.mock.state.requests().len(),
+            before + 2,
+            "{status}: one retry"
+        );
+    }
+    // Faults of one target: the route answers from the next (reset connection, truncated JSON,
+    // garbled stream, every transient status that never clears).
+    let faults = [
+        ("[[mock:reset]]", false),
+        ("[[mock:truncate]]", false),
+        ("[[mock:garbage=0]]", true),
+        ("[[mock:error=429]]", false),
+        ("[[mock:error=500]]", false),
+        ("[[mock:error=502]]", true),
+        ("[[mock:error=503]]", false),
+        ("[[mock:error=504]]", true),
+    ];
+    for (fault, stream) in faults {
+        let mut body = chat_body("smart", &format!("{fault}[[mock:only=gpt-a]] x"));
+        body["stream"] = json!(stream);
+        let resp = t.chat(body).await;
+        assert_eq!(resp.status(), 200, "{fault}");
+        if stream {
+            let text = read_stream(resp).await;
+            assert!(text.ends_with("data: [DONE]\n\n"), "{fault}: {text}");
+            assert!(text.contains("gpt-b"), "{fault}: {text}");
+        } else {
+            let v: Value = resp.json().await.unwrap();
+            assert!(v["model"].as_str().unwrap().starts_with("gpt-b"), "{fault}");
+        }
+    }
+}
