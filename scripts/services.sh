@@ -66,8 +66,17 @@ gg_pg_up() {
     if [ "$(id -u)" -eq 0 ]; then
       chown -R postgres: "$GG_PG_DIR"
       if ! runuser -u postgres -- test -w "$GG_PG_DIR"; then
-        echo "services: the postgres user cannot write $GG_PG_DIR (a parent directory is closed to it); set GOPHERGATE_PG_DIR" >&2
-        return 1
+        # A parent directory is closed to the postgres user (a checkout under /root, say): the
+        # cluster goes to /tmp instead, one per checkout.
+        local alt
+        alt="/tmp/gophergate-pg-$(printf '%s' "$GG_ROOT" | cksum | cut -d' ' -f1)"
+        echo "services: the postgres user cannot reach $GG_PG_DIR; using $alt" >&2
+        rm -rf "$GG_PG_DIR" "$alt"
+        GG_PG_DIR="$alt"
+        data="$GG_PG_DIR/data"
+        mkdir -p "$GG_PG_DIR"
+        printf 'gophergate\n' >"$GG_PG_DIR/pwfile"
+        chown -R postgres: "$GG_PG_DIR"
       fi
     fi
     if ! gg_as_pg "$bin/initdb" -D "$data" -U gophergate --pwfile="$GG_PG_DIR/pwfile" \
