@@ -36,15 +36,7 @@ pub enum ApiError {
         .0.limit, .0.unit.as_str(), .0.retry_after.as_secs_f64().ceil()
     )]
     RateLimited(crate::ratelimit::Decision),
-    /// Every target of the request has an open circuit (it kept failing); nothing was tried.
-    #[error(
-        "Every upstream for the model `{model}` is failing and temporarily skipped; retry in {}s.",
-        .retry_after.as_secs_f64().ceil()
-    )]
-    CircuitOpen {
-        model: String,
-        retry_after: std::time::Duration,
-    },
+
     #[error("The gateway is at its limit of requests in flight; retry shortly.")]
     Overloaded,
     #[error("The gateway is shutting down; retry on another instance.")]
@@ -85,9 +77,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(e) => e.status(),
             Self::BudgetExceeded(_) | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown | Self::Overloaded | Self::CircuitOpen { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::ShuttingDown | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,7 +101,6 @@ impl ApiError {
             Self::Upstream(e) => e.parts(),
             Self::BudgetExceeded(_) => ("insufficient_quota", Some("budget_exceeded"), None),
             Self::RateLimited(d) => (d.unit.as_str(), Some("rate_limit_exceeded"), None),
-            Self::CircuitOpen { .. } => ("server_error", Some("circuit_open"), None),
             Self::ShuttingDown => ("server_error", Some("shutting_down"), None),
             Self::Overloaded => ("server_error", Some("overloaded"), None),
             Self::Internal(_) => ("server_error", None, None),
@@ -159,12 +148,6 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Overloaded) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if let Self::CircuitOpen { retry_after, .. } = &self
-            && let Ok(v) =
-                HeaderValue::from_str(&retry_after.as_secs_f64().ceil().max(1.0).to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         if let Self::RateLimited(d) = &self {
             let h = resp.headers_mut();

@@ -106,6 +106,8 @@ pub struct Ticket {
     breakers: Arc<Breakers>,
     target: String,
     done: bool,
+    /// Not a trial slot: nothing to hand back.
+    forced: bool,
 }
 
 impl Ticket {
@@ -126,7 +128,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.forced {
             self.breakers.release(&self.target);
         }
     }
@@ -175,7 +177,19 @@ impl Breakers {
             breakers: self.clone(),
             target: target.to_string(),
             done: false,
+            forced: false,
         })
+    }
+
+    /// A ticket whatever the circuit says: for a request whose every target is open, which is
+    /// sent to the upstream anyway (its own answer beats a guess), its outcome still counted.
+    pub fn force(self: &Arc<Self>, target: &str) -> Ticket {
+        Ticket {
+            breakers: self.clone(),
+            target: target.to_string(),
+            done: false,
+            forced: true,
+        }
     }
 
     fn release(&self, target: &str) {

@@ -15,10 +15,7 @@ use crate::{
     resilience::{self, Next, breaker::Ticket},
     routing::{Plan, Route},
 };
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::{future::Future, time::Instant};
 
 /// The answer of the target that succeeded, and its breaker ticket: the caller reports the final
 /// outcome (a stream can still fail after its first chunk).
@@ -30,7 +27,6 @@ pub struct Success<T> {
 
 pub async fn run<T, F, Fut>(
     state: &SharedState,
-    model: &str,
     plan: &Plan,
     log: &mut RequestLog,
     mut call: F,
@@ -42,7 +38,7 @@ where
     let cfg = &state.config.retry;
     let deadline = Instant::now() + cfg.budget;
     let mut last: Option<UpstreamError> = None;
-    let mut open_for: Option<Duration> = None;
+    let mut attempted = false;
     for (target, reason) in &plan.skipped {
         log.add_attempt(Attempt {
             target: target.clone(),
@@ -51,21 +47,26 @@ where
             ms: 0,
         });
     }
-    'targets: for route in &plan.targets {
+    let last_target = plan.targets.len().saturating_sub(1);
+    'targets: for (i, route) in plan.targets.iter().enumerate() {
         let label = route.label();
         let retries = plan.retries.unwrap_or(cfg.max_retries);
         let mut retry = 0;
         loop {
             let ticket = match state.breakers.admit(&label) {
                 Ok(t) => t,
-                Err(wait) => {
+                // Open circuits are skipped only while another target can answer: a request
+                // never fails on the breaker's word alone.
+                Err(_) if i == last_target && last.is_none() && !attempted => {
+                    state.breakers.force(&label)
+                }
+                Err(_) => {
                     log.add_attempt(Attempt {
                         target: label.clone(),
                         status: None,
                         error: Some("circuit_open: skipped, this target keeps failing".into()),
                         ms: 0,
                     });
-                    open_for = Some(open_for.map_or(wait, |w| w.min(wait)));
                     continue 'targets;
                 }
             };
@@ -74,6 +75,7 @@ where
                 &route.upstream_model,
                 state.pricer.clone(),
             );
+            attempted = true;
             let started = Instant::now();
             let outcome = tokio::select! {
                 r = call(route.clone()) => r,
@@ -135,12 +137,8 @@ where
             break;
         }
     }
-    Err(match (last, open_for) {
-        (Some(e), _) => e.into(),
-        (None, Some(retry_after)) => ApiError::CircuitOpen {
-            model: model.to_string(),
-            retry_after,
-        },
-        (None, None) => ApiError::Internal("the request had no target to try".into()),
+    Err(match last {
+        Some(e) => e.into(),
+        None => ApiError::Internal("the request had no target to try".into()),
     })
 }

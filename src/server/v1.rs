@@ -287,7 +287,7 @@ async fn chat(
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         let st = state.clone();
-        let ok = attempts::run(state, &requested, &plan, log, move |route| {
+        let ok = attempts::run(state, &plan, log, move |route| {
             let mut req = req.clone();
             req.model = route.upstream_model.clone();
             let wait = commit_after(&st, &route);
@@ -323,7 +323,7 @@ async fn chat(
         })));
     }
 
-    let ok = attempts::run(state, &requested, &plan, log, |route| {
+    let ok = attempts::run(state, &plan, log, |route| {
         let mut req = req.clone();
         req.model = route.upstream_model.clone();
         async move { route.provider.chat(req).await }
@@ -396,7 +396,7 @@ async fn embeddings(
         let mut plan = plan(&state, &key, &mut log, &requested)?;
         reserve_budget(&state, &key, &mut log, &mut plan, &body, Some(0)).await?;
         check_tokens(&state, &key, &mut log, &plan, &body, Some(0)).await?;
-        let ok = attempts::run(&state, &requested, &plan, &mut log, |route| {
+        let ok = attempts::run(&state, &plan, &mut log, |route| {
             let mut req = req.clone();
             req.model = route.upstream_model.clone();
             async move { route.provider.embeddings(req).await }

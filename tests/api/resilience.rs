@@ -333,13 +333,16 @@ async fn a_failing_target_is_opened_skipped_then_tried_half_open() {
     let a = attempts(&rows[0]);
     assert!(a[0]["error"].as_str().unwrap().starts_with("circuit_open"));
 
-    // Asked for alone while open: a fast 503 with Retry-After, no call.
-    let resp = t.chat(chat_body("openai/gpt-a", "x")).await;
+    // Asked for alone while open: there is no other target, so the upstream is asked anyway and
+    // its own answer is the client's (a breaker never invents an error).
+    let resp = t
+        .chat(chat_body("openai/gpt-a", "[[mock:error=503]] alone"))
+        .await;
     assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "circuit_open");
-    assert_eq!(models_seen(&t).len(), 5);
+    assert_ne!(body["error"]["code"], "circuit_open");
+    assert_eq!(models_seen(&t).len(), 6);
+    assert_eq!(breakers.state("openai/gpt-a"), CircuitState::Open);
 
     // After the cool-down one trial goes through; it succeeds and closes the circuit.
     tokio::time::sleep(Duration::from_millis(450)).await;
