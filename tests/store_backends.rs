@@ -860,3 +860,37 @@ async fn wrong_postgres_password_names_the_place_not_the_password() {
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("wrong-pass-123"), "{err}");
 }
+
+/// `cargo test --test store_backends -- --ignored --nocapture`: log-writer throughput on each
+/// backend (batches of 512 rows, as `log.batch_size`), for comparing, not asserting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn log_write_throughput() {
+    use std::io::Write;
+    let mut backends = vec![("sqlite", Backend::sqlite().await)];
+    if let Some(b) = Backend::postgres("throughput").await {
+        backends.push(("postgres", b));
+    }
+    for (name, b) in backends {
+        let started = std::time::Instant::now();
+        for n in 0..100 {
+            let rows: Vec<LogRow> = (0..512)
+                .map(|i| {
+                    let mut r = row(n * 512 + i, at(12, 0, 0, 0, 0));
+                    r.key_name = Some(format!("k{}", i % 20));
+                    r.model = Some(format!("m{}", i % 10));
+                    r
+                })
+                .collect();
+            b.store.insert_logs(&rows).await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let _ = writeln!(
+            std::io::stderr(),
+            "{name}: 51,200 rows in {secs:.2}s ({:.0} rows/s, {:.1} ms per 512-row batch)",
+            51_200.0 / secs,
+            secs * 10.0
+        );
+        b.finish().await;
+    }
+}
