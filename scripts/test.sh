@@ -3,8 +3,9 @@
 # real binaries, then the dashboard in headless Chromium. Installs what it needs (a Python venv with
 # the SDK, playwright-core from tests/browser/package-lock.json) on first run; Chromium itself is
 # Debian's package (`apt-get install chromium`, which .ci/run does). The store and end-to-end
-# tests also run on PostgreSQL: scripts/services.sh starts a throwaway server (Debian's
-# `postgresql` package) and exports GOPHERGATE_TEST_POSTGRES_URL.
+# tests also run on PostgreSQL and Redis: scripts/services.sh starts throwaway servers (Debian's
+# `postgresql` and `redis-server` packages) and exports GOPHERGATE_TEST_POSTGRES_URL and
+# GOPHERGATE_TEST_REDIS_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +14,10 @@ cargo build --bins
 source scripts/services.sh
 if ! services_up; then
   if [ -n "${CI:-}" ] && [ "${CI:-}" != "false" ]; then
-    echo "test.sh: CI must run the PostgreSQL tests, but no server could be started (see above)" >&2
+    echo "test.sh: CI must run the PostgreSQL and Redis tests, but a server could not be started (see above)" >&2
     exit 1
   fi
-  echo "test.sh: going on without PostgreSQL; its tests will say they are skipped" >&2
+  echo "test.sh: going on without it; the tests that need it will say they are skipped" >&2
 fi
 trap services_down EXIT
 cargo test
