@@ -8,6 +8,10 @@ use futures::StreamExt;
 use gophergate::mock::MockStats;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 /// How soon the upstream must see the cancellation once the client is gone.
 const PROMPT: Duration = Duration::from_millis(1500);
@@ -28,29 +32,58 @@ async fn wait_stats(t: &TestApp, within: Duration, done: impl Fn(&MockStats) -> 
     }
 }
 
-fn long_stream() -> serde_json::Value {
-    // Some 25 chunks 400 ms apart: ten seconds if nobody stopped it.
-    let mut req = user_msg(
-        "[[mock:stall=400]] please tell me a long story about gateways, streams, sockets, \
-         clients that leave early and the upstream tokens nobody will ever read",
-    );
+/// Some 25 chunks `stall_ms` apart.
+fn long_stream(stall_ms: u64) -> serde_json::Value {
+    let mut req = user_msg(&format!(
+        "[[mock:stall={stall_ms}]] please tell me a long story about gateways, streams, sockets, \
+         clients that leave early and the upstream tokens nobody will ever read"
+    ));
     req["stream"] = json!(true);
     req
+}
+
+/// Sends `body` as a chat completion over a raw socket and returns the socket once the first SSE
+/// event has arrived: dropping it then is a client vanishing at once, as a killed `curl` does.
+async fn start_raw_stream(t: &TestApp, id: &str, body: &serde_json::Value) -> TcpStream {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut s = TcpStream::connect(t.app().addr()).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {id}\r\n\r\n",
+        t.key,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !got.windows(6).any(|w| w == b"data: ") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("no first event");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s
 }
 
 #[tokio::test]
 async fn a_stream_abandoned_mid_way_is_cancelled_upstream_and_logged_as_such() {
     let t = spawn_app().await;
-    let resp = t.chat(long_stream()).await;
-    assert_eq!(resp.status(), 200);
-    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "));
+    // Chunks 3 s apart: the gateway must notice the client's close itself, not wait for a write
+    // of the next chunk to fail.
+    let socket = start_raw_stream(&t, "abandoned-1", &long_stream(3000)).await;
     assert_eq!(t.mock.state.stats().abandoned, 0);
 
-    // The client leaves: its connection closes with the body.
-    drop(body);
+    // The client leaves, and the upstream request goes with it.
+    drop(socket);
     let took = wait_stats(&t, PROMPT, |s| s.abandoned == 1).await;
     eprintln!("upstream stream dropped {took:?} after the client left");
     let s = t.mock.state.stats();
@@ -58,7 +91,7 @@ async fn a_stream_abandoned_mid_way_is_cancelled_upstream_and_logged_as_such() {
 
     let rows = t.exact_logs(1).await;
     let row = &rows[0].row;
-    assert_eq!(row.request_id, rid);
+    assert_eq!(row.request_id, "abandoned-1");
     assert_eq!(row.status, 200);
     assert!(row.stream);
     assert!(
@@ -69,6 +102,30 @@ async fn a_stream_abandoned_mid_way_is_cancelled_upstream_and_logged_as_such() {
     );
     // Only part of the answer was produced: nowhere near the full stream's length.
     assert!(row.latency_ms < 5_000, "{row:?}");
+}
+
+#[tokio::test]
+async fn a_stream_abandoned_by_a_pooled_http_client_is_cancelled_too() {
+    // reqwest closes its connection only when the next chunk (400 ms apart here) shows the body
+    // was dropped; then the gateway lets go of the upstream at once.
+    let t = spawn_app().await;
+    let resp = t.chat(long_stream(400)).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    wait_stats(&t, PROMPT, |s| s.abandoned == 1).await;
+    let rows = t.exact_logs(1).await;
+    assert_eq!(rows[0].row.status, 200);
+    assert!(
+        rows[0]
+            .row
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("client_disconnected")),
+        "{:?}",
+        rows[0].row
+    );
 }
 
 #[tokio::test]
@@ -105,7 +162,7 @@ async fn a_client_gone_before_the_first_byte_cancels_the_upstream_call_and_gets_
 #[tokio::test]
 async fn a_stream_left_before_its_first_byte_is_cancelled_too() {
     let t = spawn_app().await;
-    let mut req = long_stream();
+    let mut req = long_stream(400);
     req["messages"][0]["content"] = json!("[[mock:latency=3000]] [[mock:stall=400]] slow to start");
     let err = t
         .http

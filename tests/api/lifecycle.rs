@@ -293,6 +293,15 @@ async fn rows(db: &sqlx::SqlitePool) -> Vec<(String, u16, Option<String>)> {
         .collect()
 }
 
+/// Requests counted in the usage rollups: written in the same transactions as the rows, so equal
+/// to the row count unless a crash split a transaction.
+async fn rolled_up(db: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(SUM(requests), 0) FROM usage_rollups")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 async fn integrity(db: &sqlx::SqlitePool) -> String {
     sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(db)
@@ -388,6 +397,7 @@ async fn sigterm_under_load_ends_within_the_grace_period_and_loses_no_row() {
     }
     assert_eq!(rows.len(), answered.len(), "rows vs answers");
     assert_eq!(logged, answered);
+    assert_eq!(rolled_up(&db).await, rows.len() as i64, "rollups vs rows");
     assert!(
         serve_log(dir.path()).contains("lost=0"),
         "{}",
@@ -420,8 +430,10 @@ async fn sigkill_under_load_leaves_an_intact_database_and_the_gateway_starts_aga
     {
         let db = open_db(dir.path()).await;
         assert_eq!(integrity(&db).await, "ok");
-        // Rows still queued in memory die with the process; none can exist for an unanswered request.
+        // Rows still queued in memory die with the process; none can exist for an unanswered
+        // request, and the rollups agree with the rows that were written.
         let rows = rows(&db).await;
+        assert_eq!(rolled_up(&db).await, rows.len() as i64, "rollups vs rows");
         for (id, ..) in &rows {
             assert!(
                 matches!(outcomes.get(id), Some(Outcome::Answered { .. })),
