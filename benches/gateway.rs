@@ -143,6 +143,20 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU time (user + system) a process has used, from /proc (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -635,7 +649,8 @@ async fn cell(
     concurrency: usize,
     body: &Bytes,
     duration: Duration,
-) -> (Samples, Samples) {
+    gateway_pid: u32,
+) -> (Samples, Samples, Duration) {
     let mut conns = [
         open(direct.addr, concurrency).await,
         open(gateway.addr, concurrency).await,
@@ -654,6 +669,7 @@ async fn cell(
         .await;
         conns[i] = c;
     }
+    let cpu_before = cpu_time(gateway_pid);
     let slice_len = Duration::from_secs(1).min(duration);
     let rounds = (duration.as_secs_f64() / slice_len.as_secs_f64())
         .round()
@@ -675,7 +691,7 @@ async fn cell(
         }
     }
     let [d, g] = samples;
-    (d, g)
+    (d, g, cpu_time(gateway_pid).saturating_sub(cpu_before))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -773,6 +789,8 @@ struct Cell {
     ttft_overhead_p99_ms: Option<f64>,
     jitter_added_ms: Option<f64>,
     gateway_rss_mib: f64,
+    /// Gateway CPU time over the whole cell (its log writes included) per gateway request.
+    gateway_cpu_us_per_request: f64,
 }
 
 impl Cell {
@@ -783,6 +801,7 @@ impl Cell {
         direct: PathStats,
         gateway: PathStats,
         rss: f64,
+        cpu: Duration,
     ) -> Self {
         Self {
             mock_latency_ms,
@@ -800,6 +819,11 @@ impl Cell {
             ttft_overhead_p99_ms: diff(gateway.ttft_p99_ms, direct.ttft_p99_ms),
             jitter_added_ms: diff(gateway.jitter_ms, direct.jitter_ms),
             gateway_rss_mib: (rss * 10.0).round() / 10.0,
+            gateway_cpu_us_per_request: if gateway.requests > 0 {
+                (cpu.as_secs_f64() * 1e6 / gateway.requests as f64).round()
+            } else {
+                0.0
+            },
             direct,
             gateway,
         }
@@ -827,7 +851,7 @@ fn print_header(stream: bool) {
             "TTFT p50 d/g/+", "TTFT p99 d/g/+", "jitter d/g"
         );
     }
-    println!(" | {:>7} | {:>4}", "RSS MiB", "err");
+    println!(" | {:>7} | {:>6} | {:>4}", "RSS MiB", "CPU/rq", "err");
 }
 
 fn three(a: Option<f64>, b: Option<f64>, c: Option<f64>) -> String {
@@ -854,7 +878,12 @@ fn print_cell(c: &Cell) {
             format!("{}/{}", f(d.jitter_ms), f(g.jitter_ms)),
         );
     }
-    println!(" | {:>7.1} | {:>4}", c.gateway_rss_mib, d.errors + g.errors);
+    println!(
+        " | {:>7.1} | {:>4}µs | {:>4}",
+        c.gateway_rss_mib,
+        c.gateway_cpu_us_per_request,
+        d.errors + g.errors
+    );
     for (path, p) in [("direct", d), ("gateway", g)] {
         if let Some(e) = &p.first_error {
             println!("       {path}: {} errors, first: {e}", p.errors);
@@ -1270,7 +1299,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                 };
                 let body = chat_body(&text, stream);
                 for &c in &opts.concurrency {
-                    let (d, g) = cell(&direct, &through, stream, c, &body, duration).await;
+                    let (d, g, cpu) =
+                        cell(&direct, &through, stream, c, &body, duration, gw.proc.pid()).await;
                     let cell = Cell::new(
                         latency,
                         stream,
@@ -1278,6 +1308,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                         PathStats::from(d),
                         PathStats::from(g),
                         gw.proc.rss_mib(),
+                        cpu,
                     );
                     print_cell(&cell);
                     cells.push(cell);

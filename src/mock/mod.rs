@@ -257,6 +257,11 @@ impl MockServer {
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        // Without TCP_NODELAY, Nagle holds each stream chunk until the client's delayed ACK
+        // (~40 ms on a kept-alive connection), so streams would arrive in one late burst.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let stop = CancellationToken::new();
         let app = router(state.clone());
         let token = stop.clone();
