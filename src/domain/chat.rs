@@ -336,7 +336,7 @@ impl Usage {
         Usage {
             prompt_tokens: t.prompt,
             completion_tokens: t.completion,
-            total_tokens: t.prompt + t.completion,
+            total_tokens: t.prompt.saturating_add(t.completion),
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: Some(t.cached),
                 audio_tokens: (t.audio_prompt > 0).then_some(t.audio_prompt),

@@ -263,6 +263,13 @@ fn on_event(
     if data.trim() == "[DONE]" || data.trim().is_empty() {
         return items(None, None);
     }
+    // The relay sends `data` as one `data:` line. An event split over several (legal SSE) has line
+    // breaks that valid JSON allows only as whitespace, so they become spaces.
+    let data = if data.contains(['\n', '\r']) {
+        data.replace(['\n', '\r'], " ")
+    } else {
+        data
+    };
     let invalid = |e: serde_json::Error| bad(format!("invalid JSON in stream: {e}"));
     if dialect == Dialect::OpenAi {
         let event = serde_json::from_str::<Peek>(&data)

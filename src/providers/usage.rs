@@ -32,10 +32,11 @@ impl WireUsage {
             .as_ref()
             .and_then(|d| d.reasoning_tokens)
             .unwrap_or(0);
-        if reasoning > 0
-            && self.total_tokens == Some(prompt + completion + reasoning)
-            && completion < prompt + completion + reasoning
-        {
+        // Checked: the counts are whatever the upstream sent.
+        let sum = prompt
+            .checked_add(completion)
+            .and_then(|s| s.checked_add(reasoning));
+        if reasoning > 0 && sum.is_some() && self.total_tokens == sum {
             completion += reasoning;
         }
         let details = self.prompt_tokens_details.as_ref();
@@ -94,6 +95,15 @@ mod tests {
         assert_eq!(t.completion, 229);
         assert_eq!(t.reasoning, 228);
         assert_eq!(t.cached, 2);
+    }
+
+    /// Counts near `u64::MAX` overflowed: a panic in debug builds, nonsense in release.
+    #[test]
+    fn huge_counts_do_not_overflow() {
+        let t = parse(
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1,"total_tokens":5,"completion_tokens_details":{"reasoning_tokens":1}}"#,
+        );
+        assert_eq!((t.prompt, t.completion, t.reasoning), (u64::MAX, 1, 1));
     }
 
     #[test]

@@ -184,16 +184,20 @@ fn audio(details: &[GModalityCount]) -> u64 {
     details
         .iter()
         .filter(|d| d.modality == "AUDIO")
-        .map(|d| d.token_count)
-        .sum()
+        .fold(0, |sum, d| sum.saturating_add(d.token_count))
 }
 
 impl GUsage {
     /// OpenAI meaning: thinking tokens are part of the completion; tool-use prompt tokens are input.
+    /// Saturating: the counts are whatever the upstream sent.
     pub fn counts(&self) -> TokenCounts {
         TokenCounts {
-            prompt: self.prompt_token_count + self.tool_use_prompt_token_count,
-            completion: self.candidates_token_count + self.thoughts_token_count,
+            prompt: self
+                .prompt_token_count
+                .saturating_add(self.tool_use_prompt_token_count),
+            completion: self
+                .candidates_token_count
+                .saturating_add(self.thoughts_token_count),
             cached: self.cached_content_token_count.min(self.prompt_token_count),
             reasoning: self.thoughts_token_count,
             cache_write: 0,
@@ -303,7 +307,7 @@ pub fn to_request(req: &ChatRequest) -> Result<GenerateContentRequest, Translate
             parts: system_parts,
         }),
         generation_config: generation_config(req)?,
-        tools: tools(req),
+        tools: tools(req)?,
         tool_config: tool_config(req)?,
     })
 }
@@ -567,7 +571,9 @@ fn generation_config(req: &ChatRequest) -> Result<Option<Map<String, Value>>, Tr
             "json_schema" => {
                 put("responseMimeType", json!("application/json"));
                 if let Some(schema) = rf.json_schema.as_ref().and_then(|s| s.schema.as_ref()) {
-                    put("responseSchema", to_gemini_schema(schema));
+                    let schema = to_gemini_schema(schema)
+                        .ok_or_else(|| schema_too_large("response_format.json_schema.schema"))?;
+                    put("responseSchema", schema);
                 }
             }
             other => {
@@ -619,19 +625,21 @@ fn thinking_config(model: &str, effort: &str) -> Result<Value, TranslateError> {
     })
 }
 
-fn tools(req: &ChatRequest) -> Option<Vec<Value>> {
+fn tools(req: &ChatRequest) -> Result<Option<Vec<Value>>, TranslateError> {
     let decls: Vec<Value> = req
         .tools
         .iter()
         .flatten()
-        .filter_map(|t| t.function.as_ref())
-        .map(|f| {
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t.function.as_ref()?)))
+        .map(|(i, f)| {
             let mut d = json!({"name": f.name});
             if let Some(desc) = &f.description {
                 d["description"] = json!(desc);
             }
             if let Some(p) = &f.parameters {
-                let schema = to_gemini_schema(p);
+                let schema = to_gemini_schema(p)
+                    .ok_or_else(|| schema_too_large(&format!("tools[{i}].function.parameters")))?;
                 // An empty object schema is rejected; no parameters is the same thing.
                 if schema
                     .get("properties")
@@ -641,10 +649,19 @@ fn tools(req: &ChatRequest) -> Option<Vec<Value>> {
                     d["parameters"] = schema;
                 }
             }
-            d
+            Ok(d)
         })
-        .collect();
-    (!decls.is_empty()).then(|| vec![json!({ "functionDeclarations": decls })])
+        .collect::<Result<_, _>>()?;
+    Ok((!decls.is_empty()).then(|| vec![json!({ "functionDeclarations": decls })]))
+}
+
+fn schema_too_large(param: &str) -> TranslateError {
+    TranslateError {
+        message: format!(
+            "the JSON schema in '{param}' is too large once its $refs are expanded for Gemini"
+        ),
+        param: param.to_string(),
+    }
 }
 
 fn tool_config(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
@@ -680,14 +697,33 @@ fn tool_config(req: &ChatRequest) -> Result<Option<Value>, TranslateError> {
 }
 
 /// JSON Schema → the OpenAPI subset Gemini's `Schema` accepts: upper-case types, `nullable`
-/// instead of `["x", "null"]`, local `$ref`s inlined, unsupported keywords dropped.
-pub fn to_gemini_schema(schema: &Value) -> Value {
+/// instead of `["x", "null"]`, local `$ref`s inlined, unsupported keywords dropped. `None` when
+/// inlining would make it more than [`SCHEMA_GROWTH`] larger than the input: `$ref`s that each
+/// repeat a definition several times, nested, grow exponentially from a few kilobytes.
+pub fn to_gemini_schema(schema: &Value) -> Option<Value> {
     let defs = schema
         .get("$defs")
         .or_else(|| schema.get("definitions"))
         .cloned()
         .unwrap_or(Value::Null);
-    convert_schema(schema, &defs, 0)
+    let mut budget = weight(schema).saturating_add(SCHEMA_GROWTH);
+    let out = convert_schema(schema, &defs, 0, &mut budget);
+    (budget > 0).then_some(out)
+}
+
+/// How much larger than its input (in [`weight`] units) a converted schema may be.
+pub const SCHEMA_GROWTH: usize = 1 << 18;
+
+/// Rough size of a JSON value: string bytes, one per other node.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 1 + s.len(),
+        Value::Array(a) => a.iter().fold(1, |n, v| n.saturating_add(weight(v))),
+        Value::Object(o) => o.iter().fold(1, |n, (k, v)| {
+            n.saturating_add(k.len()).saturating_add(weight(v))
+        }),
+        _ => 1,
+    }
 }
 
 const SCHEMA_KEYS: &[&str] = &[
@@ -710,27 +746,39 @@ const SCHEMA_KEYS: &[&str] = &[
     "propertyOrdering",
 ];
 
-fn convert_schema(s: &Value, defs: &Value, depth: usize) -> Value {
+/// Takes `cost` from the budget; `false` once it is spent (the result is then thrown away).
+fn spend(budget: &mut usize, cost: usize) -> bool {
+    *budget = budget.saturating_sub(cost);
+    *budget > 0
+}
+
+fn convert_schema(s: &Value, defs: &Value, depth: usize, budget: &mut usize) -> Value {
     let Some(obj) = s.as_object() else {
         return json!({});
     };
-    if depth > 32 {
+    if depth > 32 || !spend(budget, 1) {
         return json!({});
     }
     if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
         let name = r.rsplit('/').next().unwrap_or_default();
         return match defs.get(name) {
-            Some(target) => convert_schema(target, defs, depth + 1),
+            Some(target) => convert_schema(target, defs, depth + 1, budget),
             None => json!({}),
         };
     }
     let mut out = Map::new();
     for k in SCHEMA_KEYS {
         if let Some(v) = obj.get(*k) {
+            if !spend(budget, weight(v)) {
+                return json!({});
+            }
             out.insert((*k).to_string(), v.clone());
         }
     }
     if let Some(c) = obj.get("const") {
+        if !spend(budget, weight(c)) {
+            return json!({});
+        }
         out.insert("enum".into(), json!([c]));
     }
     match obj.get("type") {
@@ -755,18 +803,27 @@ fn convert_schema(s: &Value, defs: &Value, depth: usize) -> Value {
     if let Some(Value::Object(props)) = obj.get("properties") {
         let converted: Map<String, Value> = props
             .iter()
-            .map(|(k, v)| (k.clone(), convert_schema(v, defs, depth + 1)))
+            .map(|(k, v)| {
+                spend(budget, k.len());
+                (k.clone(), convert_schema(v, defs, depth + 1, budget))
+            })
             .collect();
         out.insert("properties".into(), Value::Object(converted));
         if !out.contains_key("type") {
             out.insert("type".into(), json!("OBJECT"));
         }
     }
-    if let Some(Value::Array(req)) = obj.get("required") {
-        out.insert("required".into(), Value::Array(req.clone()));
+    if let Some(req @ Value::Array(_)) = obj.get("required") {
+        if !spend(budget, weight(req)) {
+            return json!({});
+        }
+        out.insert("required".into(), req.clone());
     }
     if let Some(items) = obj.get("items") {
-        out.insert("items".into(), convert_schema(items, defs, depth + 1));
+        out.insert(
+            "items".into(),
+            convert_schema(items, defs, depth + 1, budget),
+        );
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(Value::Array(variants)) = obj.get(key) {
@@ -775,7 +832,7 @@ fn convert_schema(s: &Value, defs: &Value, depth: usize) -> Value {
                 if v.get("type") == Some(&json!("null")) {
                     out.insert("nullable".into(), json!(true));
                 } else {
-                    vs.push(convert_schema(v, defs, depth + 1));
+                    vs.push(convert_schema(v, defs, depth + 1, budget));
                 }
             }
             if vs.len() == 1 {
@@ -1182,4 +1239,69 @@ pub fn from_embed_response(
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts near `u64::MAX` overflowed: a panic in debug builds, nonsense in release.
+    #[test]
+    fn huge_usage_saturates() {
+        let max = u64::MAX;
+        let audio = |n| GModalityCount {
+            modality: "AUDIO".into(),
+            token_count: n,
+        };
+        let u = GUsage {
+            prompt_token_count: max,
+            tool_use_prompt_token_count: 1,
+            candidates_token_count: max,
+            thoughts_token_count: 1,
+            prompt_tokens_details: vec![audio(max), audio(1)],
+            ..Default::default()
+        };
+        let c = u.counts();
+        assert_eq!((c.prompt, c.completion, c.audio_prompt), (max, max, max));
+        assert_eq!(Usage::from_counts(&c).total_tokens, max);
+    }
+
+    /// Definitions that each use the next one four times: 17 levels inline to 4^17 nodes.
+    fn exponential_schema() -> Value {
+        let mut defs = Map::new();
+        for i in 0..17 {
+            let next = if i < 16 {
+                json!({"$ref": format!("#/$defs/d{}", i + 1)})
+            } else {
+                json!({"type": "string"})
+            };
+            let props: Map<String, Value> = ["a", "b", "c", "d"]
+                .into_iter()
+                .map(|k| (k.to_string(), next.clone()))
+                .collect();
+            defs.insert(format!("d{i}"), json!({"properties": props}));
+        }
+        json!({"$defs": defs, "$ref": "#/$defs/d0"})
+    }
+
+    /// A 2 KB request took gigabytes of memory (the `gemini_request` fuzz target hit its limit).
+    #[test]
+    fn a_schema_that_inlines_exponentially_is_refused() {
+        assert_eq!(to_gemini_schema(&exponential_schema()), None);
+        let req: ChatRequest = serde_json::from_value(json!({
+            "model": "gemini-2.5-flash",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": exponential_schema()}}]
+        }))
+        .unwrap();
+        let e = to_request(&req).unwrap_err();
+        assert_eq!(e.param, "tools[0].function.parameters");
+
+        // Reuse within reason still inlines.
+        let ok = json!({"$defs": {"p": {"type": "object", "properties": {"x": {"type": "number"}}}},
+                        "type": "object",
+                        "properties": {"a": {"$ref": "#/$defs/p"}, "b": {"$ref": "#/$defs/p"}}});
+        let out = to_gemini_schema(&ok).unwrap();
+        assert_eq!(out["properties"]["b"]["properties"]["x"]["type"], "NUMBER");
+    }
 }

@@ -240,14 +240,18 @@ fn fold_reasoning_into_completion(u: &mut Map<String, Value>) -> bool {
         return false;
     };
     let total = u.get("total_tokens").and_then(Value::as_u64);
-    if reasoning == 0 || total == Some(prompt + completion) {
+    if reasoning == 0 || total == prompt.checked_add(completion) {
         return false;
     }
-    u.insert("completion_tokens".into(), (completion + reasoning).into());
-    u.insert(
-        "total_tokens".into(),
-        (prompt + completion + reasoning).into(),
-    );
+    // Counts too large to add up are no usage to fix.
+    let Some((completion, total)) = completion
+        .checked_add(reasoning)
+        .and_then(|c| Some((c, prompt.checked_add(c)?)))
+    else {
+        return false;
+    };
+    u.insert("completion_tokens".into(), completion.into());
+    u.insert("total_tokens".into(), total.into());
     true
 }
 
@@ -355,6 +359,24 @@ mod tests {
             "already in OpenAI's meaning"
         );
         assert_eq!(u["completion_tokens"], 229);
+    }
+
+    /// Counts near `u64::MAX` overflowed: a panic in debug builds, nonsense in release.
+    #[test]
+    fn xai_usage_too_large_to_add_is_left_alone() {
+        let max = u64::MAX;
+        for mut u in [
+            json!({"prompt_tokens": max, "completion_tokens": 1, "total_tokens": 5,
+                   "completion_tokens_details": {"reasoning_tokens": 1}}),
+            json!({"prompt_tokens": 1, "completion_tokens": max, "total_tokens": 5,
+                   "completion_tokens_details": {"reasoning_tokens": 1}}),
+            json!({"prompt_tokens": 1, "completion_tokens": 1,
+                   "completion_tokens_details": {"reasoning_tokens": max}}),
+        ] {
+            let before = u.clone();
+            assert!(!fix_usage(Dialect::Xai, &mut u));
+            assert_eq!(u, before);
+        }
     }
 
     #[test]
