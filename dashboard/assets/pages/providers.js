@@ -15,6 +15,8 @@ export default {
     const isAdmin = user.role === 'admin';
     const list = h('div', { class: 'provider-cards' }, h('div', { class: 'muted loading' }, 'Loading…'));
 
+    const results = new Map();
+
     async function load() {
       try {
         const r = await api('/api/providers');
@@ -26,7 +28,9 @@ export default {
 
     function card(p) {
       const health = p.health || { status: 'unknown' };
-      const result = h('div', { class: 'test-result', 'aria-live': 'polite' });
+      // Kept across re-renders: a live health or circuit event must not wipe a test's outcome.
+      const result = results.get(p.name) || h('div', { class: 'test-result', 'aria-live': 'polite' });
+      results.set(p.name, result);
       const testBtn = h('button', { type: 'button', class: 'btn btn-small', disabled: !p.has_key }, 'Test connection');
       testBtn.addEventListener('click', async () => {
         testBtn.disabled = true;
