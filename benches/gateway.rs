@@ -76,6 +76,9 @@ struct Opts {
     /// models.dev snapshot the gateway loads (default: ../shared/data/models-dev-snapshot.json).
     #[arg(long)]
     registry: Option<PathBuf>,
+    /// Another `gophergate` binary to measure (A/B against a saved build); default: this build's.
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -166,13 +169,14 @@ struct Env {
     root: tempfile::TempDir,
     data_dir: PathBuf,
     registry: PathBuf,
+    gateway_bin: PathBuf,
 }
 
 impl Env {
     /// The gateway's command line, with nothing from our environment but PATH (no stray provider
     /// keys or config file), logging at its default level into a file.
     fn gophergate(&self, data_dir: &Path, args: &[&str], mock: SocketAddr) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gophergate"));
+        let mut cmd = Command::new(&self.gateway_bin);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -1244,6 +1248,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         root,
         data_dir,
         registry,
+        gateway_bin: opts
+            .gateway_bin
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_gophergate").into()),
     };
     let duration = Duration::from_secs_f64(opts.duration);
     let machine = machine();
@@ -1501,7 +1509,7 @@ fn check_targets(
             true,
         );
     }
-    if let Some(s) = start {
+    if let Some(s) = start.filter(|s| !s.warm_starts_ms.is_empty()) {
         check(
             "start-up to first answer (warm, median)".into(),
             100.0,

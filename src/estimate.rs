@@ -5,33 +5,64 @@
 //! the GPT-4o/4.1/5 and o-series generation, `cl100k_base` for GPT-4 and 3.5), plus OpenAI's
 //! documented per-message overhead. Other providers' tokenizers are not public, so for them the
 //! estimate is one token per four bytes of text, OpenAI's own rule of thumb for English.
+//!
+//! The two tokenizers hold about 60 MB and take a quarter of a second to build, and most gateways
+//! rarely need them (OpenAI reports usage; estimates are for streams that end without it and for
+//! keys with a budget or a tokens-per-minute limit). So they are built on first need, off the
+//! async runtime; estimates made meanwhile use the four-bytes rule.
 
 use crate::{config::ProviderKind, domain::TokenCounts};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static LOADING: AtomicBool = AtomicBool::new(false);
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Whether the tokenizers can be used now; starts building them if nobody has yet.
+fn tokenizers_ready() -> bool {
+    if READY.load(Ordering::Acquire) {
+        return true;
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        // No runtime to stall (the CLI, unit tests): build them here and wait.
+        load();
+        return true;
+    }
+    if !LOADING.swap(true, Ordering::AcqRel) {
+        tokio::task::spawn_blocking(load);
+    }
+    READY.load(Ordering::Acquire)
+}
+
+fn load() {
+    let _ = tiktoken_rs::o200k_base_singleton();
+    let _ = tiktoken_rs::cl100k_base_singleton();
+    READY.store(true, Ordering::Release);
+}
 
 fn openai_family(kind: ProviderKind, model: &str) -> Option<&'static tiktoken_rs::CoreBPE> {
     if !matches!(kind, ProviderKind::Openai | ProviderKind::OpenaiCompatible) {
         return None;
     }
-    if model.starts_with("gpt-4o")
+    let o200k = model.starts_with("gpt-4o")
         || model.starts_with("gpt-4.1")
         || model.starts_with("gpt-5")
         || model.starts_with("chatgpt-")
-        || model.starts_with('o')
-    {
-        Some(tiktoken_rs::o200k_base_singleton())
-    } else if model.starts_with("gpt-4") || model.starts_with("gpt-3.5") {
-        Some(tiktoken_rs::cl100k_base_singleton())
-    } else {
-        None
+        || model.starts_with('o');
+    let cl100k = !o200k && (model.starts_with("gpt-4") || model.starts_with("gpt-3.5"));
+    if !(o200k || cl100k) || !tokenizers_ready() {
+        return None;
     }
+    Some(if o200k {
+        tiktoken_rs::o200k_base_singleton()
+    } else {
+        tiktoken_rs::cl100k_base_singleton()
+    })
 }
 
-/// Loads the tokenizers once, off the async runtime, so the first estimate does not stall it.
-pub fn warm_up() {
-    let _ = tiktoken_rs::o200k_base_singleton();
-    let _ = tiktoken_rs::cl100k_base_singleton();
-}
+/// Does nothing any more: the tokenizers are built on first need (see the module doc), not at
+/// start. Kept while `App::build` still calls it.
+pub fn warm_up() {}
 
 fn count(bpe: Option<&tiktoken_rs::CoreBPE>, text: &str) -> u64 {
     match bpe {
