@@ -135,7 +135,7 @@ impl RequestLog {
             .row
             .as_ref()
             .and_then(|r| r.usage)
-            .map(|u| u.prompt + u.completion);
+            .map(|u| u.prompt.saturating_add(u.completion));
         if let (Some(charge), Some(used)) = (self.tokens.take(), used) {
             charge.settle(used);
         }
