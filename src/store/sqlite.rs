@@ -387,7 +387,9 @@ impl LogStore for SqliteStore {
                     .push_bind(&r.error)
                     .push_bind(&r.attempts);
             });
-            qb.build().execute(&mut *tx).await?;
+            // Not cached: every batch size is a different statement text, and caching each one
+            // (up to megabytes) grew memory without bound over a long run.
+            qb.build().persistent(false).execute(&mut *tx).await?;
         }
         // One writer, inside one transaction, with AUTOINCREMENT: the batch's ids are consecutive
         // and end at the last inserted rowid (read before the rollup upserts move it).
