@@ -991,6 +991,8 @@ struct LongRun {
     rss_start_mib: f64,
     rss_end_mib: f64,
     growth_pct: f64,
+    /// Growth from the first tenth of the run to the end (caches that fill once are excluded).
+    growth_after_first_tenth_pct: Option<f64>,
     /// (requests done, RSS MiB), about every tenth of the run.
     trace: Vec<(usize, f64)>,
 }
@@ -1016,7 +1018,8 @@ async fn long_run(gw: &Gateway, target: &Target, total: usize) -> LongRun {
     .await;
     let seconds = start.elapsed().as_secs_f64();
     let rss_end = gw.proc.rss_mib();
-    let trace = std::mem::take(&mut *trace.lock().unwrap());
+    let mut trace = std::mem::take(&mut *trace.lock().unwrap());
+    trace.sort_by_key(|t| t.0);
     LongRun {
         requests: total,
         concurrency: C,
@@ -1029,6 +1032,10 @@ async fn long_run(gw: &Gateway, target: &Target, total: usize) -> LongRun {
         rss_start_mib: round1(rss_start),
         rss_end_mib: round1(rss_end),
         growth_pct: round1((rss_end - rss_start) / rss_start * 100.0),
+        growth_after_first_tenth_pct: trace
+            .iter()
+            .find(|(done, _)| *done > 0)
+            .map(|(_, tenth)| round1((rss_end - tenth) / tenth * 100.0)),
         trace,
     }
 }
@@ -1363,7 +1370,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         let l = long_run(&gw, &gw.target(&key), opts.requests).await;
         println!(
             "  {} requests at c{} ({} rps, {} errors): RSS {:.1} MiB before warm-up, \
-             {:.1} at start, {:.1} at end: {:+.1}%",
+             {:.1} at start, {:.1} at end: {:+.1}% ({:+.1}% from the first tenth)",
             l.requests,
             l.concurrency,
             l.rps,
@@ -1371,7 +1378,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             l.rss_before_warm_up_mib,
             l.rss_start_mib,
             l.rss_end_mib,
-            l.growth_pct
+            l.growth_pct,
+            l.growth_after_first_tenth_pct.unwrap_or(0.0)
         );
         if let Some(e) = &l.first_error {
             println!("    first error: {e}");

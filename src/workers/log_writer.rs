@@ -116,8 +116,8 @@ pub type OnWritten = Box<dyn Fn(i64, &LogRow) + Send + Sync>;
 
 /// How long the writer lets a batch fill after its first row. A transaction costs far more than a
 /// row (begin, rollup upserts, commit, and a round trip to the database thread for each), so
-/// writing whatever had arrived, often one row, cost a third of the gateway's CPU per request at
-/// a few thousand requests per second. Rows reach the database and the live view this much later.
+/// writing whatever had arrived, often one row, took about a quarter of the gateway's CPU at a few
+/// thousand requests per second. Rows reach the database and the live view this much later.
 pub const LINGER: Duration = Duration::from_millis(50);
 
 pub async fn run(
