@@ -51,8 +51,6 @@ impl App {
             None => registry::Registry::default(),
         });
         let keys = KeyCache::new(store.clone()).await?;
-        // The tokenizers used for usage estimates load in the background, off the request path.
-        tokio::task::spawn_blocking(crate::estimate::warm_up);
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();

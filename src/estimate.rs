@@ -60,10 +60,6 @@ fn openai_family(kind: ProviderKind, model: &str) -> Option<&'static tiktoken_rs
     })
 }
 
-/// Does nothing any more: the tokenizers are built on first need (see the module doc), not at
-/// start. Kept while `App::build` still calls it.
-pub fn warm_up() {}
-
 fn count(bpe: Option<&tiktoken_rs::CoreBPE>, text: &str) -> u64 {
     match bpe {
         Some(b) => b.encode_ordinary(text).len() as u64,

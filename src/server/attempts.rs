@@ -38,7 +38,6 @@ where
     let cfg = &state.config.retry;
     let deadline = Instant::now() + cfg.budget;
     let mut last: Option<UpstreamError> = None;
-    let mut attempted = false;
     for (target, reason) in &plan.skipped {
         log.add_attempt(Attempt {
             target: target.clone(),
@@ -57,9 +56,7 @@ where
                 Ok(t) => t,
                 // Open circuits are skipped only while another target can answer: a request
                 // never fails on the breaker's word alone.
-                Err(_) if i == last_target && last.is_none() && !attempted => {
-                    state.breakers.force(&label)
-                }
+                Err(_) if i == last_target && last.is_none() => state.breakers.force(&label),
                 Err(_) => {
                     log.add_attempt(Attempt {
                         target: label.clone(),
@@ -75,7 +72,6 @@ where
                 &route.upstream_model,
                 state.pricer.clone(),
             );
-            attempted = true;
             let started = Instant::now();
             let outcome = tokio::select! {
                 r = call(route.clone()) => r,
