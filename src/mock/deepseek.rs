@@ -30,7 +30,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<MockState>> {
     Router::new()
@@ -308,7 +308,7 @@ fn stream_reply(
             std::iter::repeat_n(": keep-alive\n\n".to_string(), keepalives),
         );
     }
-    sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
+    sse_response(events, super::openai::pacing(d), cut.is_some())
 }
 
 /// Like the real API, the model list needs the key (the gateway's connection test calls it).

@@ -30,7 +30,7 @@ use axum::{
 use rand::{Rng, distributions::Alphanumeric};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::{collections::HashMap, io, sync::Arc, time::Duration};
+use std::{collections::HashMap, io, sync::Arc};
 
 pub fn routes() -> Router<Arc<MockState>> {
     Router::new()
@@ -659,13 +659,18 @@ fn frame(events: &[Value], sse: bool, d: &Directives) -> (Vec<String>, bool) {
     (out, false)
 }
 
-fn stream_response(frames: Vec<String>, cut: bool, sse: bool, stall: Duration) -> Response {
+fn stream_response(
+    frames: Vec<String>,
+    cut: bool,
+    sse: bool,
+    pacing: super::openai::Pacing,
+) -> Response {
     let content_type = if sse {
         "text/event-stream"
     } else {
         "application/json; charset=UTF-8"
     };
-    super::openai::framed_response(frames, stall, cut, content_type)
+    super::openai::framed_response(frames, pacing, cut, content_type)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,7 +735,7 @@ async fn generate(state: &MockState, model: &str, body: &Value, stream: Option<b
         }
         Some(sse) => {
             let (frames, cut) = frame(&reply.events(), sse, &d);
-            stream_response(frames, cut, sse, d.stall.unwrap_or(Duration::ZERO))
+            stream_response(frames, cut, sse, super::openai::pacing(&d))
         }
     }
 }
@@ -979,7 +984,7 @@ mod tests {
             config: MockConfig {
                 dialect: Dialect::Gemini,
                 api_key: api_key.map(str::to_string),
-                latency: Duration::ZERO,
+                latency: std::time::Duration::ZERO,
             },
             ..Default::default()
         });

@@ -7,6 +7,7 @@
 //! - `[[mock:garbage]]` send a body (or stream event) that is not JSON
 //! - `[[mock:tools]]` answer with a `get_weather` tool call
 //! - `[[mock:stall=200]]` stream pauses 200 ms between chunks
+//! - `[[mock:linger=500]]` stream keeps its body open 500 ms after the last event (`[DONE]`)
 //! - `[[mock:fail=2]]` only the first 2 requests with this same text and model get the `error`
 //!   status (503 when none is given); later ones succeed (a transient failure, for retries)
 //! - `[[mock:retry_after=3]]` error answers carry `Retry-After: 3`
@@ -157,6 +158,8 @@ pub struct Directives {
     pub garbage_at: Option<usize>,
     pub tools: bool,
     pub stall: Option<Duration>,
+    /// Streams: the body stays open this long after the last event.
+    pub linger: Option<Duration>,
     /// Answer with a thought summary, a thought signature and thinking tokens.
     pub thinking: bool,
     /// The prompt is blocked: no candidates, only `promptFeedback.blockReason`.
@@ -199,6 +202,7 @@ impl Directives {
                 }
                 "tools" => d.tools = true,
                 "stall" => d.stall = ms(),
+                "linger" => d.linger = ms(),
                 "thinking" => d.thinking = true,
                 "blocked" => d.blocked = true,
                 "maxtokens" => d.maxtokens = true,

@@ -313,7 +313,7 @@ fn stream_reply(
         }
         events.push("data: [DONE]\n\n".into());
     }
-    sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
+    sse_response(events, pacing(d), cut.is_some())
 }
 
 /// `[[mock:reset]]`: a body that fails before its first byte. The server then closes the
@@ -338,25 +338,40 @@ fn truncated_response(model: &str, words: &[String]) -> Response {
     }
     framed_response(
         vec![full[..half].to_string()],
-        Duration::ZERO,
+        Pacing::default(),
         true,
         "application/json",
     )
 }
 
-/// An SSE response sending `events` (already framed) in order, `stall` apart; when `cut_after`,
-/// the connection is then dropped with an error instead of ending cleanly.
-pub(crate) fn sse_response(events: Vec<String>, stall: Duration, cut_after: bool) -> Response {
-    framed_response(events, stall, cut_after, "text/event-stream")
+/// How a stream's events are spaced: `stall` between them, `linger` after the last one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pacing {
+    pub stall: Duration,
+    pub linger: Duration,
+}
+
+pub(crate) fn pacing(d: &Directives) -> Pacing {
+    Pacing {
+        stall: d.stall.unwrap_or_default(),
+        linger: d.linger.unwrap_or_default(),
+    }
+}
+
+/// An SSE response sending `events` (already framed) in order, paced; when `cut_after`, the
+/// connection is then dropped with an error instead of ending cleanly.
+pub(crate) fn sse_response(events: Vec<String>, pacing: Pacing, cut_after: bool) -> Response {
+    framed_response(events, pacing, cut_after, "text/event-stream")
 }
 
 /// Like `sse_response`, with any content type (Gemini's non-SSE stream is a JSON array).
 pub(crate) fn framed_response(
     events: Vec<String>,
-    stall: Duration,
+    pacing: Pacing,
     cut_after: bool,
     content_type: &'static str,
 ) -> Response {
+    let Pacing { stall, linger } = pacing;
     let body = stream::unfold(
         (events.into_iter(), false),
         move |(mut it, first_sent)| async move {
@@ -374,7 +389,12 @@ pub(crate) fn framed_response(
                         (it, true),
                     ))
                 }
-                None => None,
+                None => {
+                    if !linger.is_zero() {
+                        tokio::time::sleep(linger).await;
+                    }
+                    None
+                }
             }
         },
     );

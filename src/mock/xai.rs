@@ -29,7 +29,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<MockState>> {
     Router::new()
@@ -245,7 +245,7 @@ fn stream_reply(
         }
         events.push("data: [DONE]\n\n".into());
     }
-    sse_response(events, d.stall.unwrap_or(Duration::ZERO), cut.is_some())
+    sse_response(events, super::openai::pacing(d), cut.is_some())
 }
 
 /// Like the real API, the model list needs the key (the gateway's connection test calls it).

@@ -17,16 +17,21 @@ use crate::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use eventsource_stream::{Event, EventStreamError};
-use futures::{Stream, StreamExt, stream};
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 pub struct OpenAiProvider {
     name: String,
     kind: ProviderKind,
     dialect: Dialect,
-    chat_url: String,
-    embeddings_url: String,
+    /// Parsed once: reqwest would otherwise parse (and IDNA-map) the URL string on every request.
+    chat_url: Result<reqwest::Url, String>,
+    embeddings_url: Result<reqwest::Url, String>,
     api_key: Option<Secret<String>>,
     timeouts: Timeouts,
     client: reqwest::Client,
@@ -76,14 +81,20 @@ struct FunctionPeek {
     arguments: Option<String>,
 }
 
+/// `base_url` (checked when the configuration was loaded) joined with `path`.
+fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{base_url}/{path}"))
+        .map_err(|e| format!("invalid upstream URL {base_url}/{path}: {e}"))
+}
+
 impl OpenAiProvider {
     pub fn new(settings: &ProviderSettings, client: reqwest::Client) -> Self {
         Self {
             name: settings.name.clone(),
             kind: settings.kind,
             dialect: Dialect::of(settings.kind),
-            chat_url: format!("{}/chat/completions", settings.base_url),
-            embeddings_url: format!("{}/embeddings", settings.base_url),
+            chat_url: endpoint(&settings.base_url, "chat/completions"),
+            embeddings_url: endpoint(&settings.base_url, "embeddings"),
             api_key: settings.api_key.clone(),
             timeouts: settings.timeouts,
             client,
@@ -105,10 +116,15 @@ impl OpenAiProvider {
         self.post(&self.chat_url, body).await
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+    async fn post(
+        &self,
+        url: &Result<reqwest::Url, String>,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = url.as_ref().map_err(|e| self.bad(e.clone()))?;
         let mut builder = self
             .client
-            .post(url)
+            .post(url.clone())
             .timeout(self.timeouts.total)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -217,24 +233,99 @@ impl Provider for OpenAiProvider {
             .get_or_insert_with(StreamOptions::default)
             .include_usage = Some(true);
         let resp = self.send(req).await?;
-        let stream = sse_chunks(self.name.clone(), self.dialect, resp.bytes_stream());
+        let stream = sse_chunks_then(self.name.clone(), self.dialect, resp.bytes_stream(), drain);
         Ok(Box::pin(stream))
     }
 }
 
 /// An upstream SSE body, chunked any way, to stream events; pure, so `fuzz/` drives it directly.
+/// The stream ends at the upstream's `[DONE]`; what follows it is dropped.
 pub fn sse_chunks<S>(
     name: String,
     dialect: Dialect,
     bytes: S,
 ) -> impl Stream<Item = Result<StreamEvent, UpstreamError>>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>>,
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 {
-    sse::events(bytes).flat_map(move |ev| stream::iter(on_event(&name, dialect, ev)))
+    sse_chunks_then(name, dialect, bytes, drop)
+}
+
+/// What follows an upstream's `[DONE]`: normally just the end of the body.
+pub type Rest = Pin<Box<dyn Stream<Item = ()> + Send>>;
+
+/// `sse_chunks`, handing what follows `[DONE]` to `rest` (which reads it to the end, so the
+/// connection can be reused): the client gets its `[DONE]` as soon as the upstream says it, not
+/// when the upstream gets round to ending the body.
+pub fn sse_chunks_then<S, F>(
+    name: String,
+    dialect: Dialect,
+    bytes: S,
+    rest: F,
+) -> impl Stream<Item = Result<StreamEvent, UpstreamError>>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    F: FnOnce(Rest) + Send + Unpin,
+{
+    let events = sse::events(bytes).map(move |ev| on_event(&name, dialect, ev));
+    UntilDone {
+        events: Some(Box::pin(events)),
+        queued: None,
+        rest: Some(rest),
+    }
+}
+
+/// Parsed events (`None`: `[DONE]`) to stream items, ending at `[DONE]`.
+struct UntilDone<F> {
+    events: Option<Pin<Box<dyn Stream<Item = Option<Items>> + Send>>>,
+    queued: Option<Items>,
+    rest: Option<F>,
+}
+
+impl<F: FnOnce(Rest) + Unpin> Stream for UntilDone<F> {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(item) = this.queued.as_mut().and_then(Iterator::next) {
+                return Poll::Ready(Some(item));
+            }
+            this.queued = None;
+            let Some(events) = this.events.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match std::task::ready!(events.as_mut().poll_next(cx)) {
+                Some(Some(items)) => this.queued = Some(items),
+                Some(None) => {
+                    if let (Some(events), Some(rest)) = (this.events.take(), this.rest.take()) {
+                        rest(Box::pin(events.map(|_| ())));
+                    }
+                    return Poll::Ready(None);
+                }
+                None => {
+                    this.events = None;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
 }
 
 type Item = Result<StreamEvent, UpstreamError>;
+
+/// How long the end of a body after `[DONE]` is waited for before its connection is dropped.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads what follows `[DONE]` to the end in the background, so the connection goes back to the
+/// pool (a body dropped unread closes it).
+fn drain(rest: Rest) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(DRAIN_LIMIT, rest.for_each(|()| async {})).await;
+        });
+    }
+}
 
 /// Up to two stream items without allocating (DeepSeek's last chunk becomes two).
 type Items = std::iter::Chain<std::option::IntoIter<Item>, std::option::IntoIter<Item>>;
@@ -243,12 +334,13 @@ fn items(first: Option<Item>, second: Option<Item>) -> Items {
     first.into_iter().chain(second)
 }
 
-/// One SSE event from the upstream: nothing (`[DONE]`, empty), one chunk, or (a split) two.
+/// One SSE event from the upstream: `None` for `[DONE]`; else nothing (empty), one chunk, or (a
+/// split) two.
 fn on_event(
     provider: &str,
     dialect: Dialect,
     ev: Result<Event, EventStreamError<reqwest::Error>>,
-) -> Items {
+) -> Option<Items> {
     let bad = |detail: String| UpstreamError::BadResponse {
         provider: provider.to_string(),
         detail,
@@ -256,12 +348,14 @@ fn on_event(
     let data = match ev {
         Ok(ev) => ev.data,
         Err(EventStreamError::Transport(e)) => {
-            return items(Some(Err(transport_error(provider, e))), None);
+            return Some(items(Some(Err(transport_error(provider, e))), None));
         }
-        Err(e) => return items(Some(Err(bad(e.to_string()))), None),
+        Err(e) => return Some(items(Some(Err(bad(e.to_string()))), None)),
     };
-    if data.trim() == "[DONE]" || data.trim().is_empty() {
-        return items(None, None);
+    match data.trim() {
+        "[DONE]" => return None,
+        "" => return Some(items(None, None)),
+        _ => {}
     }
     // The relay sends `data` as one `data:` line. An event split over several (legal SSE) has line
     // breaks that valid JSON allows only as whitespace, so they become spaces.
@@ -275,18 +369,18 @@ fn on_event(
         let event = serde_json::from_str::<Peek>(&data)
             .map(|peek| stream_event(peek, Bytes::from(data)))
             .map_err(invalid);
-        return items(Some(event), None);
+        return Some(items(Some(event), None));
     }
     let mut chunk: Value = match serde_json::from_str(&data) {
         Ok(v) => v,
-        Err(e) => return items(Some(Err(invalid(e))), None),
+        Err(e) => return Some(items(Some(Err(invalid(e))), None)),
     };
     let reencoded = |v: &Value| -> Item {
         let peek = Peek::deserialize(v).map_err(invalid)?;
         let data = serde_json::to_vec(v).map_err(invalid)?;
         Ok(stream_event(peek, Bytes::from(data)))
     };
-    match dialects::fix_chunk(dialect, &mut chunk) {
+    Some(match dialects::fix_chunk(dialect, &mut chunk) {
         ChunkFix::Unchanged => {
             let event = Peek::deserialize(&chunk)
                 .map(|peek| stream_event(peek, Bytes::from(data)))
@@ -295,7 +389,7 @@ fn on_event(
         }
         ChunkFix::Changed => items(Some(reencoded(&chunk)), None),
         ChunkFix::Split(usage) => items(Some(reencoded(&chunk)), Some(reencoded(&usage))),
-    }
+    })
 }
 
 fn stream_event(peek: Peek, data: Bytes) -> StreamEvent {

@@ -194,3 +194,35 @@ async fn tool_call_deltas_pass_through() {
     assert_eq!(rows[0].row.error, None);
     assert_eq!(rows[0].row.status, 200);
 }
+
+/// The client's stream ends at the upstream's `[DONE]`, not when the upstream gets round to
+/// closing its body; the rest of that body is still read, so its connection is not abandoned.
+#[tokio::test]
+async fn done_is_relayed_at_once_and_the_upstream_body_is_still_read_to_its_end() {
+    let t = spawn_app().await;
+    let started = Instant::now();
+    let mut req = stream_req("[[mock:linger=1500]] hi");
+    req["stream_options"] = json!({"include_usage": true});
+    let resp = t.chat(req).await;
+    assert_eq!(resp.status(), 200);
+    let text = read_stream(resp).await;
+    let took = started.elapsed();
+    let data = sse_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{text}");
+    assert!(
+        data.iter().any(|d| d.contains("\"usage\"")),
+        "usage chunk: {text}"
+    );
+    assert!(
+        took < Duration::from_millis(1000),
+        "the stream waited for the upstream's body to end: {took:?}"
+    );
+    let rows = t.exact_logs(1).await;
+    assert_eq!(rows[0].row.status, 200);
+    assert_eq!(rows[0].row.error, None, "{:?}", rows[0].row);
+    assert_eq!(rows[0].row.usage_source, Some("reported"));
+    // After the linger the upstream body ends; it was read to the end, not dropped.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let stats = t.mock.state.stats();
+    assert_eq!((stats.received, stats.abandoned), (1, 0), "{stats:?}");
+}

@@ -13,8 +13,12 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use futures::SinkExt;
 use std::sync::atomic::Ordering;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+/// Messages written to a client's socket before it is flushed.
+const MAX_BATCH: usize = 256;
 
 pub async fn connect(
     State(state): State<SharedState>,
@@ -57,15 +61,37 @@ async fn relay(state: SharedState, session: Session, mut socket: WebSocket) {
     while alive {
         tokio::select! {
             msg = rx.recv() => {
-                let text: String = match msg {
-                    Ok(m) => m.to_string(),
-                    Err(RecvError::Lagged(n)) => {
-                        hub.stats().skipped.fetch_add(n, Ordering::Relaxed);
-                        serde_json::json!({"type": "lagged", "data": {"skipped": n}}).to_string()
+                // Whatever else is already waiting goes out with it in one write: the writer
+                // publishes a whole batch of rows at once.
+                let mut next = Some(msg);
+                let mut fed = 0;
+                while let Some(msg) = next.take() {
+                    let text: String = match msg {
+                        Ok(m) => m.to_string(),
+                        Err(RecvError::Lagged(n)) => {
+                            hub.stats().skipped.fetch_add(n, Ordering::Relaxed);
+                            serde_json::json!({"type": "lagged", "data": {"skipped": n}}).to_string()
+                        }
+                        Err(RecvError::Closed) => {
+                            alive = false;
+                            break;
+                        }
+                    };
+                    if socket.feed(Message::Text(text.into())).await.is_err() {
+                        alive = false;
+                        break;
                     }
-                    Err(RecvError::Closed) => break,
-                };
-                alive = socket.send(Message::Text(text.into())).await.is_ok();
+                    fed += 1;
+                    if fed < MAX_BATCH {
+                        next = match rx.try_recv() {
+                            Ok(m) => Some(Ok(m)),
+                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            Err(TryRecvError::Empty) => None,
+                        };
+                    }
+                }
+                alive = socket.flush().await.is_ok() && alive;
             }
             incoming = socket.recv() => {
                 // Clients only listen; anything but a close (or an error) is ignored.
