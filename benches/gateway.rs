@@ -64,6 +64,10 @@ struct Opts {
     /// Warm starts timed in the start-up scenario.
     #[arg(long, default_value_t = 5)]
     starts: usize,
+    /// Start each slice's workers together (in lockstep bursts with a slow mock) instead of
+    /// spreading their first requests over one mock latency.
+    #[arg(long)]
+    burst: bool,
     /// Skip the matrix (only the extra scenarios).
     #[arg(long)]
     no_matrix: bool,
@@ -498,8 +502,8 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Sends one chat completion on `tx` and reads the whole answer. Latency is from just before the
-/// request is written to the last byte; for streams also the first chunk (TTFT) and the gaps
-/// between chunks as they arrive.
+/// request is written to the last byte (streams: to `data: [DONE]`); for streams also the first
+/// chunk (TTFT) and the gaps between chunks as they arrive.
 async fn one_request(
     tx: &mut Sender,
     target: &Target,
@@ -522,6 +526,8 @@ async fn one_request(
     let mut last: Option<Instant> = None;
     let mut gaps = Vec::new();
     let mut done = false;
+    // A stream is over for its reader at `[DONE]` (SDKs stop there), whenever the body ends.
+    let mut done_at: Option<Instant> = None;
     let mut bytes = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
@@ -542,9 +548,12 @@ async fn one_request(
             }
             last = Some(now);
             done = data.ends_with(b"data: [DONE]\n\n");
+            if done && done_at.is_none() {
+                done_at = Some(now);
+            }
         }
     }
-    let end = Instant::now();
+    let end = done_at.unwrap_or_else(Instant::now);
     if status != StatusCode::OK {
         return Err(format!("status {status}"));
     }
@@ -563,15 +572,17 @@ async fn one_request(
     Ok(())
 }
 
-/// A closed-loop worker: requests back to back on its own connection until `until`.
+/// A closed-loop worker: from `begin`, requests back to back on its own connection until `until`.
 async fn worker(
     mut tx: Option<Sender>,
     target: Target,
     body: Bytes,
     stream: bool,
+    begin: Instant,
     until: Instant,
 ) -> (Option<Sender>, Samples) {
     let mut s = Samples::default();
+    tokio::time::sleep_until(begin.into()).await;
     while Instant::now() < until {
         if tx.as_ref().is_none_or(|t| t.is_closed()) {
             match connect(target.addr).await {
@@ -591,19 +602,33 @@ async fn worker(
     (tx, s)
 }
 
-/// `c` workers for `length`; returns the connections for the next slice.
+/// `c` workers for `length`, their first requests spread evenly over `spread`; returns the
+/// connections for the next slice.
 async fn slice(
     conns: Vec<Option<Sender>>,
     target: &Target,
     body: &Bytes,
     stream: bool,
     length: Duration,
+    spread: Duration,
 ) -> (Vec<Option<Sender>>, Samples) {
     let start = Instant::now();
     let until = start + length;
+    let n = conns.len().max(1) as u32;
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|tx| tokio::spawn(worker(tx, target.clone(), body.clone(), stream, until)))
+        .enumerate()
+        .map(|(i, tx)| {
+            let begin = start + spread * i as u32 / n;
+            tokio::spawn(worker(
+                tx,
+                target.clone(),
+                body.clone(),
+                stream,
+                begin,
+                until,
+            ))
+        })
         .collect();
     let mut all = Samples::default();
     let mut back = Vec::with_capacity(tasks.len());
@@ -646,6 +671,8 @@ fn chat_body(text: &str, stream: bool) -> Bytes {
 }
 
 /// One cell: direct and gateway, alternating one-second slices (ABBA), after a short warm-up.
+/// Each slice's workers start `spread` apart in all (see `Opts::burst`).
+#[allow(clippy::too_many_arguments)]
 async fn cell(
     direct: &Target,
     gateway: &Target,
@@ -653,6 +680,7 @@ async fn cell(
     concurrency: usize,
     body: &Bytes,
     duration: Duration,
+    spread: Duration,
     gateway_pid: u32,
 ) -> (Samples, Samples, Duration) {
     let mut conns = [
@@ -669,6 +697,7 @@ async fn cell(
             body,
             stream,
             warm,
+            spread,
         )
         .await;
         conns[i] = c;
@@ -687,6 +716,7 @@ async fn cell(
                 body,
                 stream,
                 slice_len,
+                spread,
             )
             .await;
             conns[i] = c;
@@ -1313,9 +1343,25 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                     "bench".to_string()
                 };
                 let body = chat_body(&text, stream);
+                // Closed-loop workers started together against a fixed-latency upstream stay in
+                // step: every request of a cell would arrive in one burst per round trip.
+                let spread = if opts.burst {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(latency)
+                };
                 for &c in &opts.concurrency {
-                    let (d, g, cpu) =
-                        cell(&direct, &through, stream, c, &body, duration, gw.proc.pid()).await;
+                    let (d, g, cpu) = cell(
+                        &direct,
+                        &through,
+                        stream,
+                        c,
+                        &body,
+                        duration,
+                        spread,
+                        gw.proc.pid(),
+                    )
+                    .await;
                     let cell = Cell::new(
                         latency,
                         stream,

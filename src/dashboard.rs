@@ -108,15 +108,11 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// A layer on the whole router (`server::router`, inside the request-id and trace layers): security
-/// headers on every response but the `/v1` API's, which only SDKs read. A handler that set its own
-/// policy (the SVG charts) keeps it.
+/// A layer on every route but the `/v1` API's, which only SDKs read (`server::router`, inside the
+/// request-id and trace layers): security headers. A handler that set its own policy (the SVG
+/// charts) keeps it.
 pub async fn security_headers(req: Request, next: Next) -> Response {
-    let is_v1 = req.uri().path().starts_with("/v1/");
     let mut resp = next.run(req).await;
-    if is_v1 {
-        return resp;
-    }
     let h = resp.headers_mut();
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(

@@ -20,6 +20,12 @@ impl InvalidRequest {
 
 /// Parses and checks a chat request body.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
+    // The common case in one pass. Anything it refuses (including a missing or null `model` or
+    // `messages`, which have no defaults) goes the slow way below, which says what was wrong.
+    if let Ok(req) = serde_json::from_slice::<ChatRequest>(body) {
+        check(&req)?;
+        return Ok(req);
+    }
     // First make sure it is JSON at all, so "not JSON" and "wrong shape" get different messages.
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         InvalidRequest::new(

@@ -67,7 +67,8 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Layer order, outermost first: request id (so every later layer and every response has one),
-/// tracing span, security headers (CSP, nosniff, frame denial; on everything but `/v1`), then
+/// tracing span, security headers (CSP, nosniff, frame denial; on everything but `/v1`, which
+/// does not get the layer at all), then
 /// per-route: body limit and client-key auth on `/v1`; session auth and the
 /// CSRF rule on `/api` (every route but `/api/auth/login`, see `api::routes`); `/metrics` checks
 /// its own optional token (`prometheus::scrape`).
@@ -78,14 +79,17 @@ pub fn router(state: SharedState) -> Router {
             state.clone(),
             middleware::require_client_key,
         ));
-    Router::new()
-        .nest("/v1", v1)
+    // Browser-facing headers for everything but the API clients call (one layer less on `/v1`).
+    let site = Router::new()
         .nest("/api", api::routes(state.clone()))
         .route("/health", get(health))
         .merge(metrics_route(&state))
         .merge(crate::dashboard::routes())
+        .layer(from_fn(crate::dashboard::security_headers));
+    Router::new()
+        .nest("/v1", v1)
+        .merge(site)
         .with_state(state)
-        .layer(from_fn(crate::dashboard::security_headers))
         .layer(middleware::trace_layer())
         .layer(from_fn(middleware::request_id))
 }

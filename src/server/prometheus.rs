@@ -18,10 +18,14 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{
-    sync::{OnceLock, atomic::Ordering},
+    collections::HashMap,
+    sync::{Arc, LazyLock, OnceLock, RwLock, atomic::Ordering},
     time::Duration,
 };
 use subtle::ConstantTimeEq;
@@ -88,35 +92,95 @@ fn describe() {
     describe_gauge!(HUB_CLIENTS, "Dashboards connected to the live feed.");
 }
 
+/// The series one `provider`/`model`/status class writes to. Registering a series builds its
+/// key (label strings, a hash) and looks it up in the recorder's registry; doing that for seven
+/// series on every request was a visible share of the gateway's CPU, so handles are kept.
+struct Series {
+    requests: Counter,
+    /// prompt, completion, cached, reasoning; registered on first use, like the cost.
+    tokens: [OnceLock<Counter>; 4],
+    cost: OnceLock<Gauge>,
+}
+
+struct ProviderSeries {
+    duration: Histogram,
+    ttft: Arc<OnceLock<Histogram>>,
+    /// model → the series of each status class (`0xx`..`5xx`, index = status / 100).
+    models: HashMap<String, [OnceLock<Arc<Series>>; 6]>,
+}
+
+const TOKEN_KINDS: [&str; 4] = ["prompt", "completion", "cached", "reasoning"];
+
+/// provider → its series. Bounded like the labels themselves: provider names come from the
+/// configuration, models only from requests that succeeded.
+static SERIES: LazyLock<RwLock<HashMap<String, ProviderSeries>>> = LazyLock::new(RwLock::default);
+
+type Handles = (Arc<Series>, Histogram, Arc<OnceLock<Histogram>>);
+
+fn series(provider: &str, model: &str, status: u16) -> Handles {
+    let class = usize::from((status / 100).min(5));
+    let found = {
+        let map = SERIES.read().unwrap_or_else(|e| e.into_inner());
+        map.get(provider).and_then(|p| {
+            let s = p.models.get(model)?[class].get()?.clone();
+            Some((s, p.duration.clone(), p.ttft.clone()))
+        })
+    };
+    if let Some(found) = found {
+        return found;
+    }
+    let mut map = SERIES.write().unwrap_or_else(|e| e.into_inner());
+    let p = map
+        .entry(provider.to_string())
+        .or_insert_with(|| ProviderSeries {
+            duration: histogram!(DURATION, "provider" => provider.to_string()),
+            ttft: Arc::default(),
+            models: HashMap::new(),
+        });
+    let s = p.models.entry(model.to_string()).or_default()[class]
+        .get_or_init(|| {
+            Arc::new(Series {
+                requests: counter!(REQUESTS, "provider" => provider.to_string(), "model" => model.to_string(), "status_class" => format!("{class}xx")),
+                tokens: Default::default(),
+                cost: OnceLock::new(),
+            })
+        })
+        .clone();
+    (s, p.duration.clone(), p.ttft.clone())
+}
+
 /// Counts one finished request (its row is complete: status, latency, usage, cost).
 pub fn record(row: &LogRow) {
-    let provider = row.provider.clone().unwrap_or_else(|| "none".into());
+    let provider = row.provider.as_deref().unwrap_or("none");
     let model = match (&row.provider, &row.model) {
-        (Some(_), Some(m)) if row.status < 400 => m.clone(),
-        _ => "other".into(),
+        (Some(_), Some(m)) if row.status < 400 => m.as_str(),
+        _ => "other",
     };
-    let status_class = format!("{}xx", row.status / 100);
-    counter!(REQUESTS, "provider" => provider.clone(), "model" => model.clone(), "status_class" => status_class)
-        .increment(1);
+    let (s, duration, ttft) = series(provider, model, row.status);
+    s.requests.increment(1);
     if let Some(u) = row.usage {
-        for (kind, n) in [
-            ("prompt", u.prompt),
-            ("completion", u.completion),
-            ("cached", u.cached),
-            ("reasoning", u.reasoning),
-        ] {
+        for (i, n) in [u.prompt, u.completion, u.cached, u.reasoning]
+            .into_iter()
+            .enumerate()
+        {
             if n > 0 {
-                counter!(TOKENS, "provider" => provider.clone(), "model" => model.clone(), "kind" => kind)
+                s.tokens[i]
+                    .get_or_init(|| counter!(TOKENS, "provider" => provider.to_string(), "model" => model.to_string(), "kind" => TOKEN_KINDS[i]))
                     .increment(n);
             }
         }
     }
     if let Some(cost) = row.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
-        gauge!(COST, "provider" => provider.clone(), "model" => model).increment(cost);
+        s.cost
+            .get_or_init(
+                || gauge!(COST, "provider" => provider.to_string(), "model" => model.to_string()),
+            )
+            .increment(cost);
     }
-    histogram!(DURATION, "provider" => provider.clone()).record(row.latency_ms as f64 / 1000.0);
-    if let Some(ttft) = row.ttft_ms {
-        histogram!(TTFT, "provider" => provider).record(ttft as f64 / 1000.0);
+    duration.record(row.latency_ms as f64 / 1000.0);
+    if let Some(t) = row.ttft_ms {
+        ttft.get_or_init(|| histogram!(TTFT, "provider" => provider.to_string()))
+            .record(t as f64 / 1000.0);
     }
 }
 
