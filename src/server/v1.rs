@@ -299,7 +299,9 @@ async fn chat(
         let estimate = EstimateInput {
             kind: route.provider.kind(),
             model: route.upstream_model.clone(),
-            request_body: body.clone(),
+            // A copy: `body` shares the connection's whole read buffer (8 KiB or more), which a
+            // long stream would otherwise keep alive.
+            request_body: Bytes::copy_from_slice(&body),
         };
         let timers = StreamTimers {
             keepalive: state.config.server.sse_keepalive,
