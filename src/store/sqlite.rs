@@ -353,9 +353,23 @@ impl CredentialStore for SqliteStore {
     }
 }
 
-/// Columns per row in the multi-row insert; SQLite allows 32,766 bound parameters per statement.
-const LOG_COLUMNS: usize = 22;
-const LOG_ROWS_PER_STATEMENT: usize = 32_000 / LOG_COLUMNS;
+/// Rows per multi-row INSERT, at most (22 columns each: 1,408 bound parameters).
+const LOG_CHUNK: usize = 64;
+
+/// How a batch of `n` rows is cut into INSERT statements: full chunks of `LOG_CHUNK`, then the
+/// rest in powers of two. So the log connection prepares at most seven statement shapes, each
+/// once, instead of one statement per batch size: no parsing per batch, and no transient
+/// megabyte-sized statement for a 500-row batch (freed memory that the allocator kept, and RSS
+/// grew with the largest batch seen).
+fn log_chunks(n: usize) -> impl Iterator<Item = usize> {
+    let rest = n % LOG_CHUNK;
+    std::iter::repeat_n(LOG_CHUNK, n / LOG_CHUNK).chain(
+        (0..LOG_CHUNK.trailing_zeros())
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -364,7 +378,10 @@ impl LogStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.log_pool.begin().await?;
-        for chunk in rows.chunks(LOG_ROWS_PER_STATEMENT) {
+        let mut start = 0;
+        for size in log_chunks(rows.len()) {
+            let chunk = &rows[start..start + size];
+            start += size;
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO request_logs (request_id, created_at, key_id, key_name, provider, model, upstream_model,
                  stream, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens,
@@ -395,9 +412,8 @@ impl LogStore for SqliteStore {
                     .push_bind(&r.error)
                     .push_bind(&r.attempts);
             });
-            // Not cached: every batch size is a different statement text, and caching each one
-            // (up to megabytes) grew memory without bound over a long run.
-            qb.build().persistent(false).execute(&mut *tx).await?;
+            // Cached: `log_chunks` keeps the statement shapes few.
+            qb.build().execute(&mut *tx).await?;
         }
         // One writer, inside one transaction, with AUTOINCREMENT: the batch's ids are consecutive
         // and end at the last inserted rowid (read before the rollup upserts move it).
@@ -739,4 +755,25 @@ async fn add_key_spend(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_few_statement_shapes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..=1_000 {
+            let sizes: Vec<usize> = log_chunks(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}: {sizes:?}");
+            assert!(sizes.iter().all(|s| *s <= LOG_CHUNK), "{n}: {sizes:?}");
+            shapes.extend(sizes);
+        }
+        assert_eq!(
+            shapes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64]
+        );
+        assert_eq!(log_chunks(133).collect::<Vec<_>>(), [64, 64, 4, 1]);
+    }
 }
