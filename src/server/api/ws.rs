@@ -14,8 +14,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::SinkExt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::{
+    Receiver,
+    error::{RecvError, TryRecvError},
+};
 
 /// Messages written to a client's socket before it is flushed.
 const MAX_BATCH: usize = 256;
@@ -60,39 +64,7 @@ async fn relay(state: SharedState, session: Session, mut socket: WebSocket) {
     let mut alive = socket.send(Message::Text(hello.into())).await.is_ok();
     while alive {
         tokio::select! {
-            msg = rx.recv() => {
-                // Whatever else is already waiting goes out with it in one write: the writer
-                // publishes a whole batch of rows at once.
-                let mut next = Some(msg);
-                let mut fed = 0;
-                while let Some(msg) = next.take() {
-                    let text: String = match msg {
-                        Ok(m) => m.to_string(),
-                        Err(RecvError::Lagged(n)) => {
-                            hub.stats().skipped.fetch_add(n, Ordering::Relaxed);
-                            serde_json::json!({"type": "lagged", "data": {"skipped": n}}).to_string()
-                        }
-                        Err(RecvError::Closed) => {
-                            alive = false;
-                            break;
-                        }
-                    };
-                    if socket.feed(Message::Text(text.into())).await.is_err() {
-                        alive = false;
-                        break;
-                    }
-                    fed += 1;
-                    if fed < MAX_BATCH {
-                        next = match rx.try_recv() {
-                            Ok(m) => Some(Ok(m)),
-                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                            Err(TryRecvError::Empty) => None,
-                        };
-                    }
-                }
-                alive = socket.flush().await.is_ok() && alive;
-            }
+            msg = rx.recv() => alive = send_waiting(hub, &mut rx, &mut socket, msg).await,
             incoming = socket.recv() => {
                 // Clients only listen; anything but a close (or an error) is ignored.
                 alive = matches!(incoming, Some(Ok(m)) if !matches!(m, Message::Close(_)));
@@ -103,4 +75,38 @@ async fn relay(state: SharedState, session: Session, mut socket: WebSocket) {
     }
     let _ = socket.send(Message::Close(None)).await;
     hub.stats().clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Writes `first` and whatever else is already waiting (up to `MAX_BATCH`: the writer publishes a
+/// whole batch of rows at once), then flushes once. False when the client or the hub is gone.
+async fn send_waiting(
+    hub: &crate::hub::Hub,
+    rx: &mut Receiver<Arc<str>>,
+    socket: &mut WebSocket,
+    first: Result<Arc<str>, RecvError>,
+) -> bool {
+    let mut msg = first;
+    for fed in 1..=MAX_BATCH {
+        let text: String = match msg {
+            Ok(m) => m.to_string(),
+            Err(RecvError::Lagged(n)) => {
+                hub.stats().skipped.fetch_add(n, Ordering::Relaxed);
+                serde_json::json!({"type": "lagged", "data": {"skipped": n}}).to_string()
+            }
+            Err(RecvError::Closed) => return false,
+        };
+        if socket.feed(Message::Text(text.into())).await.is_err() {
+            return false;
+        }
+        if fed == MAX_BATCH {
+            break;
+        }
+        msg = match rx.try_recv() {
+            Ok(m) => Ok(m),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            Err(TryRecvError::Empty) => break,
+        };
+    }
+    socket.flush().await.is_ok()
 }
