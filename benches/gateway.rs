@@ -74,6 +74,10 @@ struct Opts {
     /// Skip the extra scenarios (only the matrix).
     #[arg(long)]
     no_extras: bool,
+    /// Measure nginx (from PATH, no access log) as a plain reverse proxy in the gateway's place:
+    /// the floor two extra loopback hops set on this machine (BENCHMARKS.md). Matrix only.
+    #[arg(long)]
+    nginx: bool,
     /// Where to write the JSON (default: target/bench/gateway.json).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -150,8 +154,26 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU time (user + system) a process has used, from /proc (clock ticks of 10 ms).
+/// A process and its children (nginx's workers), from /proc.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    pids.extend(
+        children
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok()),
+    );
+    pids
+}
+
+/// CPU time (user + system) a process and its children have used, from /proc.
 fn cpu_time(pid: u32) -> Duration {
+    tree(pid).into_iter().map(cpu_time_of).sum()
+}
+
+/// CPU time (user + system) one process has used, from /proc (clock ticks of 10 ms).
+fn cpu_time_of(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -302,6 +324,102 @@ where
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err(())
+}
+
+/// What the matrix measures against the direct path: the gateway, or nginx for the floor.
+enum Through {
+    Gateway(Gateway),
+    Nginx(Nginx),
+}
+
+impl Through {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Gateway(g) => g.proc.pid(),
+            Self::Nginx(n) => n.proc.pid(),
+        }
+    }
+
+    fn target(&self, key: &str) -> Target {
+        match self {
+            Self::Gateway(g) => g.target(key),
+            // nginx puts the mock's key on every request itself.
+            Self::Nginx(n) => Target::new(n.addr, "unused"),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Gateway(g) => g.stop().await,
+            Self::Nginx(n) => n.proc.stop().await,
+        }
+    }
+}
+
+struct Nginx {
+    proc: Proc,
+    addr: SocketAddr,
+}
+
+/// nginx as a bare reverse proxy to the mock: two workers (one per core here), kept-alive
+/// upstream connections, no buffering (streams pass through as they come), no access log.
+async fn spawn_nginx(env: &Env, mock: SocketAddr) -> anyhow::Result<Nginx> {
+    let addr = free_port();
+    let dir = env.root.path().join(format!("nginx-{}", addr.port()));
+    std::fs::create_dir_all(&dir)?;
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process on; worker_processes 2; pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream mock {{ server {mock}; keepalive 1024; keepalive_requests 1000000; }}
+  server {{
+    listen {addr};
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Authorization \"Bearer {MOCK_KEY}\";
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("could not start nginx (is it installed?): {e}"))?;
+    let proc = Proc {
+        name: "nginx".into(),
+        child,
+    };
+    wait_until(Duration::from_secs(10), || async {
+        matches!(
+            http_once(addr, Method::GET, "/v1/models", None, None).await,
+            Ok((StatusCode::OK, _))
+        )
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("nginx did not come up; see {d}/error.log"))?;
+    Ok(Nginx { proc, addr })
 }
 
 /// A gateway that is up, with a signed-in dashboard client draining the live feed.
@@ -1302,6 +1420,9 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         env.root.path().display()
     );
 
+    if opts.nginx {
+        println!("nginx in the gateway's place: the \"gateway\" columns below measure nginx");
+    }
     let (mock0, mock0_addr) = spawn_mock(0).await?;
     let password = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let key = env.create_key(&env.data_dir, mock0_addr).await?;
@@ -1317,13 +1438,19 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                 Some(spawn_mock(latency).await?)
             };
             let mock_addr = extra_mock.as_ref().map_or(mock0_addr, |m| m.1);
-            let gw = Gateway::start(
-                &env,
-                mock_addr,
-                &password,
-                &format!("gateway-{latency}ms.log"),
-            )
-            .await?;
+            let gw = if opts.nginx {
+                Through::Nginx(spawn_nginx(&env, mock_addr).await?)
+            } else {
+                Through::Gateway(
+                    Gateway::start(
+                        &env,
+                        mock_addr,
+                        &password,
+                        &format!("gateway-{latency}ms.log"),
+                    )
+                    .await?,
+                )
+            };
             let direct = Target::new(mock_addr, MOCK_KEY);
             let through = gw.target(&key);
             for stream in [false, true] {
@@ -1359,7 +1486,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                         &body,
                         duration,
                         spread,
-                        gw.proc.pid(),
+                        gw.pid(),
                     )
                     .await;
                     let cell = Cell::new(
@@ -1368,20 +1495,22 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                         c,
                         PathStats::from(d),
                         PathStats::from(g),
-                        gw.proc.rss_mib(),
+                        tree(gw.pid()).iter().map(|&p| rss_mib(p)).sum(),
                         cpu,
                     );
                     print_cell(&cell);
                     cells.push(cell);
                 }
             }
-            let hub = gw.hub.request_logs.load(Ordering::Relaxed);
-            println!(
-                "dashboard live feed: {} messages ({hub} request rows, {} lagged notices)",
-                gw.hub.messages.load(Ordering::Relaxed),
-                gw.hub.lagged.load(Ordering::Relaxed)
-            );
-            hub_messages.push(gw.hub.messages.load(Ordering::Relaxed));
+            if let Through::Gateway(gw) = &gw {
+                let hub = gw.hub.request_logs.load(Ordering::Relaxed);
+                println!(
+                    "dashboard live feed: {} messages ({hub} request rows, {} lagged notices)",
+                    gw.hub.messages.load(Ordering::Relaxed),
+                    gw.hub.lagged.load(Ordering::Relaxed)
+                );
+                hub_messages.push(gw.hub.messages.load(Ordering::Relaxed));
+            }
             gw.stop().await;
             if let Some((m, _)) = extra_mock {
                 m.stop().await;
@@ -1390,7 +1519,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     }
 
     let (mut slow, mut long, mut start) = (None, None, None);
-    if !opts.no_extras {
+    if !opts.no_extras && !opts.nginx {
         println!("\nextra scenarios (mock latency 0 ms unless a directive says otherwise):");
         let gw = Gateway::start(&env, mock0_addr, &password, "gateway-streams.log").await?;
         let s = slow_streams(&gw, &gw.target(&key), opts.streams).await;
