@@ -161,6 +161,10 @@ pub async fn run(
 
 /// Adds rows to `buf` until it holds `batch_size`, `LINGER` has passed, or `close` fires (then the
 /// queue is closed and `true` returned; the caller drains the rest).
+///
+/// The queue is looked at every `TICK` rather than awaited: awaiting it woke this task, often on
+/// the other core, for every request, and at a few hundred requests per second those wake-ups
+/// cost more CPU and latency than the rows themselves (BENCHMARKS.md).
 async fn fill(
     rx: &mut mpsc::Receiver<LogRow>,
     buf: &mut Vec<LogRow>,
@@ -168,23 +172,30 @@ async fn fill(
     close: &CancellationToken,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + LINGER;
-    while buf.len() < batch_size {
+    loop {
+        while buf.len() < batch_size {
+            match rx.try_recv() {
+                Ok(row) => buf.push(row),
+                Err(_) => break,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if buf.len() >= batch_size || now >= deadline {
+            return false;
+        }
         tokio::select! {
             biased;
             _ = close.cancelled() => {
                 rx.close();
                 return true;
             }
-            n = rx.recv_many(buf, batch_size - buf.len()) => {
-                if n == 0 {
-                    break;
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(deadline.min(now + TICK)) => {}
         }
     }
-    false
 }
+
+/// How often a filling batch looks at the queue: a full batch waits at most this long.
+const TICK: Duration = Duration::from_millis(5);
 
 /// Writes a batch, retrying; returns the rows' ids (empty if it had to give up).
 async fn write_batch(
