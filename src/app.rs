@@ -29,6 +29,9 @@ pub struct App {
     tracker: TaskTracker,
     server: JoinHandle<()>,
     log_writer: JoinHandle<()>,
+    /// Ends the server's threads when the app is shut down or dropped (after the log is written:
+    /// database connections opened on them stay usable until then).
+    _shards: tokio_util::sync::DropGuard,
 }
 
 /// How long ended streams get to flush their last event after the grace period.
@@ -170,10 +173,14 @@ impl App {
             ));
         }
         let app = server::router(state.clone());
+        let stop_shards = CancellationToken::new();
+        let shards = server::shards::Shards::start(stop_shards.clone())
+            .context("could not start the server threads")?;
         let server = tokio::spawn(serve(
             listener,
             app,
             limits,
+            shards,
             shutdown.clone(),
             hard_stop,
             grace,
@@ -187,6 +194,7 @@ impl App {
             tracker,
             server,
             log_writer,
+            _shards: stop_shards.drop_guard(),
         })
     }
 
@@ -235,11 +243,12 @@ async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: server::listen::Limits,
+    shards: server::shards::Shards,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     grace: Duration,
 ) {
-    let server = server::listen::serve(listener, app, limits, shutdown.clone());
+    let server = server::listen::serve(listener, app, limits, shards, shutdown.clone());
     let mut server = std::pin::pin!(server);
     tokio::select! {
         () = &mut server => return,

@@ -10,6 +10,7 @@ use crate::{
     config::{ProviderKind, ProviderSettings, Timeouts},
     domain::{ChatRequest, EmbeddingsRequest},
     secret::Secret,
+    server::shards::PerShard,
     translate::gemini::{self, GenerateContentResponse, ResponseMeta, StreamTranslator},
     translate::sse,
 };
@@ -22,7 +23,8 @@ pub struct GeminiProvider {
     base_url: String,
     api_key: Option<Secret<String>>,
     timeouts: Timeouts,
-    client: reqwest::Client,
+    /// A connection pool per server thread (`server::shards`).
+    clients: PerShard<reqwest::Client>,
 }
 
 fn meta(model: &str) -> ResponseMeta {
@@ -34,13 +36,13 @@ fn meta(model: &str) -> ResponseMeta {
 }
 
 impl GeminiProvider {
-    pub fn new(settings: &ProviderSettings, client: reqwest::Client) -> Self {
+    pub fn new(settings: &ProviderSettings, clients: PerShard<reqwest::Client>) -> Self {
         Self {
             name: settings.name.clone(),
             base_url: settings.base_url.clone(),
             api_key: settings.api_key.clone(),
             timeouts: settings.timeouts,
-            client,
+            clients,
         }
     }
 
@@ -72,7 +74,8 @@ impl GeminiProvider {
         body: &impl serde::Serialize,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut builder = self
-            .client
+            .clients
+            .get()
             .post(url)
             .timeout(self.timeouts.total)
             .json(body);

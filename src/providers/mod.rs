@@ -74,8 +74,8 @@ pub struct EmbeddingsAnswer {
     pub estimated: bool,
 }
 
-/// A pooled HTTP client (connections are pooled per host). Each provider gets its own, with its
-/// own connect timeout; registry fetches and connection tests use the default one.
+/// A pooled HTTP client (connections are pooled per host). Each provider gets its own per server
+/// thread, with its own connect timeout; registry fetches and connection tests use the default one.
 pub fn http_client() -> reqwest::Client {
     http_client_with(Duration::from_secs(10))
 }
@@ -93,7 +93,8 @@ pub fn http_client_with(connect_timeout: Duration) -> reqwest::Client {
 
 /// Builds the adapter for a provider; `None` when this build has no adapter for its kind yet.
 pub fn build(settings: &ProviderSettings) -> Option<Arc<dyn Provider>> {
-    let client = http_client_with(settings.timeouts.connect);
+    let connect = settings.timeouts.connect;
+    let client = crate::server::shards::PerShard::new(|| http_client_with(connect));
     match settings.kind {
         ProviderKind::Openai
         | ProviderKind::OpenaiCompatible

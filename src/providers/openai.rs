@@ -11,6 +11,7 @@ use crate::{
     config::{ProviderKind, ProviderSettings, Timeouts},
     domain::{ChatRequest, EmbeddingsRequest, StreamOptions},
     secret::Secret,
+    server::shards::PerShard,
     translate::openai_dialects::{self as dialects, ChunkFix, Dialect},
     translate::sse,
 };
@@ -34,7 +35,8 @@ pub struct OpenAiProvider {
     embeddings_url: Result<reqwest::Url, String>,
     api_key: Option<Secret<String>>,
     timeouts: Timeouts,
-    client: reqwest::Client,
+    /// A connection pool per server thread (`server::shards`).
+    clients: PerShard<reqwest::Client>,
 }
 
 /// Just what the gateway reads from a response or chunk; everything else is skipped unparsed.
@@ -88,7 +90,7 @@ fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, String> {
 }
 
 impl OpenAiProvider {
-    pub fn new(settings: &ProviderSettings, client: reqwest::Client) -> Self {
+    pub fn new(settings: &ProviderSettings, clients: PerShard<reqwest::Client>) -> Self {
         Self {
             name: settings.name.clone(),
             kind: settings.kind,
@@ -97,7 +99,7 @@ impl OpenAiProvider {
             embeddings_url: endpoint(&settings.base_url, "embeddings"),
             api_key: settings.api_key.clone(),
             timeouts: settings.timeouts,
-            client,
+            clients,
         }
     }
 
@@ -123,7 +125,8 @@ impl OpenAiProvider {
     ) -> Result<reqwest::Response, UpstreamError> {
         let url = url.as_ref().map_err(|e| self.bad(e.clone()))?;
         let mut builder = self
-            .client
+            .clients
+            .get()
             .post(url.clone())
             .timeout(self.timeouts.total)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -6,9 +6,12 @@
 //!   slow-loris client (headers a byte at a time) or an idle connection cannot hold a socket.
 //! - `server.max_header_bytes`: a larger request head gets 431 and the connection is closed.
 //!
+//! Each accepted connection is served on one of the `shards` (a thread per core) for its whole life.
+//!
 //! Graceful stop: when `shutdown` fires, no more connections are accepted, idle connections close,
 //! and each busy one closes after its current response; `serve` returns when all are gone.
 
+use super::shards::Shards;
 use crate::config::ServerConfig;
 use axum::{Router, extract::ConnectInfo};
 use hyper::{body::Incoming, server::conn::http1};
@@ -42,6 +45,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    mut shards: Shards,
     shutdown: CancellationToken,
 ) {
     let mut http = http1::Builder::new();
@@ -71,32 +75,44 @@ pub async fn serve(
         };
         // SSE chunks are small and must leave at once.
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let conn = http
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let app = app.clone();
+        let http = http.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+        let token = connections.token();
+        shards.send(Box::new(move || {
+            Box::pin(async move {
+                let _token = token;
+                // Registered with this shard's own reactor, so its wake-ups stay on this thread.
+                let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                    return;
+                };
+                let service = app.map_request(move |mut req: axum::http::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+                let conn = http
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    // Timeouts, oversize heads and clients that left: routine.
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-            };
-            if let Err(e) = result {
-                // Timeouts, oversize heads and clients that left: routine, not the server's fault.
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+            })
+        }));
     }
     drop(listener);
+    drop(shards);
     connections.close();
     connections.wait().await;
 }

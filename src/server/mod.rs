@@ -9,6 +9,7 @@ pub mod prometheus;
 pub mod relay;
 pub mod request_log;
 pub mod session;
+pub mod shards;
 pub mod v1;
 
 use crate::{
