@@ -58,6 +58,7 @@ pub async fn serve(
             // A stop wins over a connection waiting in the backlog.
             biased;
             _ = shutdown.cancelled() => break,
+            _ = shards.stopped() => break,
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -75,8 +76,12 @@ pub async fn serve(
         };
         // SSE chunks are small and must leave at once.
         let _ = stream.set_nodelay(true);
-        let Ok(stream) = stream.into_std() else {
-            continue;
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not hand the connection to a server thread");
+                continue;
+            }
         };
         let app = app.clone();
         let http = http.clone();

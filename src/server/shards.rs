@@ -48,20 +48,39 @@ impl<T> PerShard<T> {
 pub struct Shards {
     txs: Vec<mpsc::UnboundedSender<MakeConn>>,
     next: usize,
+    stop: CancellationToken,
 }
 
 impl Shards {
     pub fn start(stop: CancellationToken) -> std::io::Result<Self> {
-        let mut txs = Vec::with_capacity(count());
-        for i in 1..=count() {
+        // Every runtime is built before any thread starts, so a failure leaves nothing behind.
+        let runtimes = (0..count())
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut txs = Vec::with_capacity(runtimes.len());
+        for (i, rt) in (1..).zip(runtimes) {
             let (tx, rx) = mpsc::unbounded_channel::<MakeConn>();
-            let stop = stop.clone();
-            std::thread::Builder::new()
+            let thread_stop = stop.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("gophergate-shard-{i}"))
-                .spawn(move || run(i, rx, stop))?;
+                .spawn(move || run(i, rt, rx, thread_stop));
+            if let Err(e) = spawned {
+                // The threads already started end at once.
+                stop.cancel();
+                return Err(e);
+            }
             txs.push(tx);
         }
-        Ok(Self { txs, next: 0 })
+        Ok(Self { txs, next: 0, stop })
+    }
+
+    /// Resolves when the shards have been told to stop (the `App` is gone): accepting must end.
+    pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
     }
 
     /// Builds and runs a connection on the next shard. The closure runs there, so that the
@@ -74,18 +93,13 @@ impl Shards {
     }
 }
 
-fn run(i: usize, mut rx: mpsc::UnboundedReceiver<MakeConn>, stop: CancellationToken) {
+fn run(
+    i: usize,
+    rt: tokio::runtime::Runtime,
+    mut rx: mpsc::UnboundedReceiver<MakeConn>,
+    stop: CancellationToken,
+) {
     SHARD.with(|s| s.set(i));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start a server thread");
-            return;
-        }
-    };
     rt.block_on(async move {
         loop {
             tokio::select! {
