@@ -299,14 +299,9 @@ async fn spawn_mock(latency_ms: u64) -> anyhow::Result<(Proc, SocketAddr)> {
         child,
     };
     let auth = format!("Bearer {MOCK_KEY}");
-    wait_until(Duration::from_secs(30), || async {
-        matches!(
-            http_once(addr, Method::GET, "/v1/models", Some(&auth), None).await,
-            Ok((StatusCode::OK, _))
-        )
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the mock did not come up"))?;
+    until_ok(addr, "/v1/models", Some(&auth), Duration::from_secs(30))
+        .await
+        .map_err(|_| anyhow::anyhow!("the mock did not come up"))?;
     Ok((proc, addr))
 }
 
@@ -324,6 +319,22 @@ where
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err(())
+}
+
+/// Polls `GET path` until it answers 200 (a server that is up).
+async fn until_ok(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+    limit: Duration,
+) -> Result<Duration, ()> {
+    wait_until(limit, || async {
+        matches!(
+            http_once(addr, Method::GET, path, auth, None).await,
+            Ok((StatusCode::OK, _))
+        )
+    })
+    .await
 }
 
 /// What the matrix measures against the direct path: the gateway, or nginx for the floor.
@@ -411,14 +422,9 @@ http {{
         name: "nginx".into(),
         child,
     };
-    wait_until(Duration::from_secs(10), || async {
-        matches!(
-            http_once(addr, Method::GET, "/v1/models", None, None).await,
-            Ok((StatusCode::OK, _))
-        )
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("nginx did not come up; see {d}/error.log"))?;
+    until_ok(addr, "/v1/models", None, Duration::from_secs(10))
+        .await
+        .map_err(|_| anyhow::anyhow!("nginx did not come up; see {d}/error.log"))?;
     Ok(Nginx { proc, addr })
 }
 
@@ -441,14 +447,9 @@ impl Gateway {
     async fn start(env: &Env, mock: SocketAddr, password: &str, log: &str) -> anyhow::Result<Self> {
         let addr = free_port();
         let proc = env.spawn_gateway(&env.data_dir, addr, mock, log)?;
-        wait_until(Duration::from_secs(30), || async {
-            matches!(
-                http_once(addr, Method::GET, "/health", None, None).await,
-                Ok((StatusCode::OK, _))
-            )
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("the gateway did not come up; see its log {log}"))?;
+        until_ok(addr, "/health", None, Duration::from_secs(30))
+            .await
+            .map_err(|_| anyhow::anyhow!("the gateway did not come up; see its log {log}"))?;
         let hub = Arc::new(HubCounts::default());
         let hub_task = tokio::spawn(drain_hub(addr, login(addr, password).await?, hub.clone()));
         // The live feed is subscribed once its first message (the latest metrics) arrives.

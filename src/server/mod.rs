@@ -68,9 +68,8 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Layer order, outermost first: request id (so every later layer and every response has one),
-/// tracing span, security headers (CSP, nosniff, frame denial; on everything but `/v1`, which
-/// does not get the layer at all), then
-/// per-route: body limit and client-key auth on `/v1`; session auth and the
+/// tracing span, security headers (CSP, nosniff, frame denial; everything but `/v1` gets the
+/// layer), then per-route: body limit and client-key auth on `/v1`; session auth and the
 /// CSRF rule on `/api` (every route but `/api/auth/login`, see `api::routes`); `/metrics` checks
 /// its own optional token (`prometheus::scrape`).
 pub fn router(state: SharedState) -> Router {
