@@ -233,3 +233,48 @@ async fn write_batch(
     }
     Vec::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{Instant, sleep};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_within_a_tick_a_partial_one_after_the_linger() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let close = CancellationToken::new();
+        let mut buf = vec![LogRow::default()];
+
+        // Three more rows arrive 12 ms in: the batch of four is full then, and goes at the next
+        // look at the queue, long before the linger is over.
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            sleep(Duration::from_millis(12)).await;
+            for _ in 0..3 {
+                tx.send(LogRow::default()).await.unwrap();
+            }
+            tx
+        });
+        assert!(!fill(&mut rx, &mut buf, 4, &close).await);
+        let took = start.elapsed();
+        assert_eq!(buf.len(), 4);
+        assert!(
+            took >= Duration::from_millis(12) && took <= Duration::from_millis(12) + TICK,
+            "{took:?}"
+        );
+
+        // One row and nothing after it: it waits out the linger, no longer.
+        let tx = sender.await.unwrap();
+        buf.clear();
+        buf.push(LogRow::default());
+        let start = Instant::now();
+        assert!(!fill(&mut rx, &mut buf, 4, &close).await);
+        assert_eq!(buf.len(), 1);
+        assert_eq!(start.elapsed(), LINGER);
+
+        // A close ends the filling at once and closes the queue.
+        close.cancel();
+        assert!(fill(&mut rx, &mut buf, 4, &close).await);
+        assert!(tx.send(LogRow::default()).await.is_err());
+    }
+}
