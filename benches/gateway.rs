@@ -10,6 +10,10 @@
 //! growth), and start-up to first answer. Prints tables; writes JSON (`target/bench/gateway.json`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/bare_proxy.rs"]
+mod bare_proxy;
+
+use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
 use futures::{SinkExt, StreamExt, future::join_all};
@@ -78,6 +82,11 @@ struct Opts {
     /// the floor two extra loopback hops set on this machine (BENCHMARKS.md). Matrix only.
     #[arg(long)]
     nginx: bool,
+    /// Measure a reverse proxy made of hyper's server and hyper-util's pooled client alone (this
+    /// binary, re-run) in the gateway's place: the floor of the stack the gateway is built on.
+    /// The matrix and the memory scenarios (not start-up).
+    #[arg(long, conflicts_with = "nginx")]
+    bare_hyper: bool,
     /// Where to write the JSON (default: target/bench/gateway.json).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -93,6 +102,23 @@ struct Opts {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(bare_proxy::BARE_PROXY_ARG) {
+        let parsed = (|| {
+            anyhow::Ok((
+                args.get(2).context("listen")?.parse()?,
+                args.get(3).context("upstream")?.parse()?,
+            ))
+        })();
+        let result = parsed.and_then(|(listen, upstream)| {
+            bare_proxy::serve(listen, upstream, format!("Bearer {MOCK_KEY}"))
+        });
+        if let Err(e) = result {
+            eprintln!("bare proxy failed: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut opts = Opts::parse();
     if opts.quick {
         opts.duration = opts.duration.min(1.0);
@@ -337,39 +363,86 @@ async fn until_ok(
     .await
 }
 
-/// What the matrix measures against the direct path: the gateway, or nginx for the floor.
+/// What the matrix measures against the direct path: the gateway, or a floor (nginx, or hyper's
+/// server and client alone).
 enum Through {
     Gateway(Gateway),
     Nginx(Nginx),
+    Bare(Nginx),
 }
 
 impl Through {
-    fn pid(&self) -> u32 {
+    /// The gateway, or the floor the options ask for, in front of `mock`.
+    async fn start(
+        opts: &Opts,
+        env: &Env,
+        mock: SocketAddr,
+        password: &str,
+        log: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(if opts.nginx {
+            Self::Nginx(spawn_nginx(env, mock).await?)
+        } else if opts.bare_hyper {
+            Self::Bare(spawn_bare(mock).await?)
+        } else {
+            Self::Gateway(Gateway::start(env, mock, password, log).await?)
+        })
+    }
+
+    fn proc(&self) -> &Proc {
         match self {
-            Self::Gateway(g) => g.proc.pid(),
-            Self::Nginx(n) => n.proc.pid(),
+            Self::Gateway(g) => &g.proc,
+            Self::Nginx(n) | Self::Bare(n) => &n.proc,
         }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc().pid()
     }
 
     fn target(&self, key: &str) -> Target {
         match self {
             Self::Gateway(g) => g.target(key),
             // nginx puts the mock's key on every request itself.
-            Self::Nginx(n) => Target::new(n.addr, "unused"),
+            Self::Nginx(n) | Self::Bare(n) => Target::new(n.addr, "unused"),
         }
     }
 
     async fn stop(self) {
         match self {
             Self::Gateway(g) => g.stop().await,
-            Self::Nginx(n) => n.proc.stop().await,
+            Self::Nginx(n) | Self::Bare(n) => n.proc.stop().await,
         }
     }
 }
 
+/// A plain reverse proxy in the gateway's place (nginx, or the bare hyper proxy).
 struct Nginx {
     proc: Proc,
     addr: SocketAddr,
+}
+
+/// This binary as the bare hyper proxy (`bare_proxy`) in front of the mock.
+async fn spawn_bare(mock: SocketAddr) -> anyhow::Result<Nginx> {
+    let addr = free_port();
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            bare_proxy::BARE_PROXY_ARG,
+            &addr.to_string(),
+            &mock.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let proc = Proc {
+        name: "bare hyper proxy".into(),
+        child,
+    };
+    until_ok(addr, "/v1/models", None, Duration::from_secs(10))
+        .await
+        .map_err(|_| anyhow::anyhow!("the bare hyper proxy did not come up"))?;
+    Ok(Nginx { proc, addr })
 }
 
 /// nginx as a bare reverse proxy to the mock: two workers (one per core here), kept-alive
@@ -1062,10 +1135,10 @@ struct SlowStreams {
 }
 
 /// `n` streams of several seconds each, all started together; RSS sampled every 20 ms.
-async fn slow_streams(gw: &Gateway, target: &Target, n: usize) -> SlowStreams {
+async fn slow_streams(gw: &Proc, target: &Target, n: usize) -> SlowStreams {
     let body = chat_body("slow stream [[mock:latency=60]] [[mock:stall=150]]", true);
     let conns = open(target.addr, n).await;
-    let rss_idle = gw.proc.rss_mib();
+    let rss_idle = gw.rss_mib();
     let open_now = Arc::new(AtomicUsize::new(0));
     let max_open = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -1090,7 +1163,7 @@ async fn slow_streams(gw: &Gateway, target: &Target, n: usize) -> SlowStreams {
             })
         })
         .collect();
-    let pid = gw.proc.pid();
+    let pid = gw.pid();
     // Peak RSS in KiB, sampled while the streams run.
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -1118,7 +1191,7 @@ async fn slow_streams(gw: &Gateway, target: &Target, n: usize) -> SlowStreams {
         max_open: max_open.load(Ordering::Relaxed),
         rss_idle_mib: round1(rss_idle),
         rss_peak_mib: round1(peak),
-        rss_after_mib: round1(gw.proc.rss_mib()),
+        rss_after_mib: round1(gw.rss_mib()),
         seconds: round1(seconds),
     }
 }
@@ -1147,26 +1220,19 @@ struct LongRun {
 }
 
 /// `total` non-streaming requests at concurrency 64 after a warm-up; RSS at start and end.
-async fn long_run(gw: &Gateway, target: &Target, total: usize) -> LongRun {
+async fn long_run(gw: &Proc, target: &Target, total: usize) -> LongRun {
     const C: usize = 64;
     let warm = 2_000.min(total / 10).max(C);
     let body = chat_body("long run", false);
-    let rss_before = gw.proc.rss_mib();
+    let rss_before = gw.rss_mib();
     let conns = open(target.addr, C).await;
     let (conns, _) = run_count(conns, target, &body, warm, None).await;
-    let rss_start = gw.proc.rss_mib();
+    let rss_start = gw.rss_mib();
     let trace = Arc::new(std::sync::Mutex::new(Vec::new()));
     let start = Instant::now();
-    let (_, s) = run_count(
-        conns,
-        target,
-        &body,
-        total,
-        Some((gw.proc.pid(), trace.clone())),
-    )
-    .await;
+    let (_, s) = run_count(conns, target, &body, total, Some((gw.pid(), trace.clone()))).await;
     let seconds = start.elapsed().as_secs_f64();
-    let rss_end = gw.proc.rss_mib();
+    let rss_end = gw.rss_mib();
     let mut trace = std::mem::take(&mut *trace.lock().unwrap());
     trace.sort_by_key(|t| t.0);
     LongRun {
@@ -1368,6 +1434,8 @@ struct TargetCheck {
 #[derive(Serialize)]
 struct Report {
     machine: Machine,
+    /// What stood in the gateway's place: "gateway", "nginx" or "bare-hyper".
+    through: &'static str,
     duration_s: f64,
     chunk_gap_ms: u64,
     quick: bool,
@@ -1424,6 +1492,12 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     if opts.nginx {
         println!("nginx in the gateway's place: the \"gateway\" columns below measure nginx");
     }
+    if opts.bare_hyper {
+        println!(
+            "hyper's server and client alone in the gateway's place: the \"gateway\" columns \
+             below measure them"
+        );
+    }
     let (mock0, mock0_addr) = spawn_mock(0).await?;
     let password = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let key = env.create_key(&env.data_dir, mock0_addr).await?;
@@ -1439,19 +1513,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                 Some(spawn_mock(latency).await?)
             };
             let mock_addr = extra_mock.as_ref().map_or(mock0_addr, |m| m.1);
-            let gw = if opts.nginx {
-                Through::Nginx(spawn_nginx(&env, mock_addr).await?)
-            } else {
-                Through::Gateway(
-                    Gateway::start(
-                        &env,
-                        mock_addr,
-                        &password,
-                        &format!("gateway-{latency}ms.log"),
-                    )
-                    .await?,
-                )
-            };
+            let log = format!("gateway-{latency}ms.log");
+            let gw = Through::start(&opts, &env, mock_addr, &password, &log).await?;
             let direct = Target::new(mock_addr, MOCK_KEY);
             let through = gw.target(&key);
             for stream in [false, true] {
@@ -1522,8 +1585,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     let (mut slow, mut long, mut start) = (None, None, None);
     if !opts.no_extras && !opts.nginx {
         println!("\nextra scenarios (mock latency 0 ms unless a directive says otherwise):");
-        let gw = Gateway::start(&env, mock0_addr, &password, "gateway-streams.log").await?;
-        let s = slow_streams(&gw, &gw.target(&key), opts.streams).await;
+        let gw = Through::start(&opts, &env, mock0_addr, &password, "gateway-streams.log").await?;
+        let s = slow_streams(gw.proc(), &gw.target(&key), opts.streams).await;
         println!(
             "  {} slow streams at once (60 ms + 150 ms gaps): {} done, {} errors, {} open at most, \
              RSS idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB ({:.1} s)",
@@ -1542,8 +1605,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         slow = Some(s);
         gw.stop().await;
 
-        let gw = Gateway::start(&env, mock0_addr, &password, "gateway-long.log").await?;
-        let l = long_run(&gw, &gw.target(&key), opts.requests).await;
+        let gw = Through::start(&opts, &env, mock0_addr, &password, "gateway-long.log").await?;
+        let l = long_run(gw.proc(), &gw.target(&key), opts.requests).await;
         println!(
             "  {} requests at c{} ({} rps, {} errors): RSS {:.1} MiB before warm-up, \
              {:.1} at start, {:.1} at end: {:+.1}% ({:+.1}% from the first tenth)",
@@ -1563,13 +1626,15 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         long = Some(l);
         gw.stop().await;
 
-        let s = startup(&env, mock0_addr, &key, opts.starts).await?;
-        println!(
-            "  start-up to first answer: first start {:.1} ms (after keys create, {:.1} ms); \
-             warm starts {:?} ms, median {:.1} ms",
-            s.first_start_ms, s.keys_create_ms, s.warm_starts_ms, s.warm_start_median_ms
-        );
-        start = Some(s);
+        if !opts.bare_hyper {
+            let s = startup(&env, mock0_addr, &key, opts.starts).await?;
+            println!(
+                "  start-up to first answer: first start {:.1} ms (after keys create, {:.1} ms); \
+                 warm starts {:?} ms, median {:.1} ms",
+                s.first_start_ms, s.keys_create_ms, s.warm_starts_ms, s.warm_start_median_ms
+            );
+            start = Some(s);
+        }
     }
     mock0.stop().await;
 
@@ -1587,6 +1652,13 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     let report = Report {
+        through: if opts.nginx {
+            "nginx"
+        } else if opts.bare_hyper {
+            "bare-hyper"
+        } else {
+            "gateway"
+        },
         machine,
         duration_s: opts.duration,
         chunk_gap_ms: opts.chunk_gap_ms,

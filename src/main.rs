@@ -6,6 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc: allocating and freeing were about a sixth of the gateway's
 /// CPU with glibc; jemalloc needs about a tenth less CPU per request (BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
