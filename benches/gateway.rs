@@ -367,8 +367,8 @@ async fn until_ok(
 /// server and client alone).
 enum Through {
     Gateway(Gateway),
-    Nginx(Nginx),
-    Bare(Nginx),
+    Nginx(Proxy),
+    Bare(Proxy),
 }
 
 impl Through {
@@ -417,13 +417,32 @@ impl Through {
 }
 
 /// A plain reverse proxy in the gateway's place (nginx, or the bare hyper proxy).
-struct Nginx {
+struct Proxy {
     proc: Proc,
     addr: SocketAddr,
 }
 
+impl Proxy {
+    /// The proxy started as `child`, once it answers on `addr`.
+    async fn up(
+        name: &str,
+        child: tokio::process::Child,
+        addr: SocketAddr,
+        failed: &str,
+    ) -> anyhow::Result<Self> {
+        let proc = Proc {
+            name: name.into(),
+            child,
+        };
+        until_ok(addr, "/v1/models", None, Duration::from_secs(10))
+            .await
+            .map_err(|_| anyhow::anyhow!("{failed}"))?;
+        Ok(Self { proc, addr })
+    }
+}
+
 /// This binary as the bare hyper proxy (`bare_proxy`) in front of the mock.
-async fn spawn_bare(mock: SocketAddr) -> anyhow::Result<Nginx> {
+async fn spawn_bare(mock: SocketAddr) -> anyhow::Result<Proxy> {
     let addr = free_port();
     let child = Command::new(std::env::current_exe()?)
         .args([
@@ -435,19 +454,18 @@ async fn spawn_bare(mock: SocketAddr) -> anyhow::Result<Nginx> {
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let proc = Proc {
-        name: "bare hyper proxy".into(),
+    Proxy::up(
+        "bare hyper proxy",
         child,
-    };
-    until_ok(addr, "/v1/models", None, Duration::from_secs(10))
-        .await
-        .map_err(|_| anyhow::anyhow!("the bare hyper proxy did not come up"))?;
-    Ok(Nginx { proc, addr })
+        addr,
+        "the bare hyper proxy did not come up",
+    )
+    .await
 }
 
 /// nginx as a bare reverse proxy to the mock: two workers (one per core here), kept-alive
 /// upstream connections, no buffering (streams pass through as they come), no access log.
-async fn spawn_nginx(env: &Env, mock: SocketAddr) -> anyhow::Result<Nginx> {
+async fn spawn_nginx(env: &Env, mock: SocketAddr) -> anyhow::Result<Proxy> {
     let addr = free_port();
     let dir = env.root.path().join(format!("nginx-{}", addr.port()));
     std::fs::create_dir_all(&dir)?;
@@ -491,14 +509,13 @@ http {{
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| anyhow::anyhow!("could not start nginx (is it installed?): {e}"))?;
-    let proc = Proc {
-        name: "nginx".into(),
+    Proxy::up(
+        "nginx",
         child,
-    };
-    until_ok(addr, "/v1/models", None, Duration::from_secs(10))
-        .await
-        .map_err(|_| anyhow::anyhow!("nginx did not come up; see {d}/error.log"))?;
-    Ok(Nginx { proc, addr })
+        addr,
+        &format!("nginx did not come up; see {d}/error.log"),
+    )
+    .await
 }
 
 /// A gateway that is up, with a signed-in dashboard client draining the live feed.
