@@ -199,11 +199,11 @@ where
                         return None;
                     }
                     match events.next().await {
-                        Some(Ok(ev)) => {
-                            if ev.data.trim().is_empty() {
+                        Some(Ok(data)) => {
+                            if data.trim().is_empty() {
                                 continue;
                             }
-                            match serde_json::from_str::<GenerateContentResponse>(&ev.data) {
+                            match serde_json::from_str::<GenerateContentResponse>(&data) {
                                 Ok(parsed) => {
                                     for chunk in tr.on_event(&parsed) {
                                         pending.push_back(to_event(&name, &chunk, None));
@@ -218,15 +218,15 @@ where
                                 }
                             }
                         }
-                        Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                        Some(Err(sse::EventError::Transport(e))) => {
                             done = true;
                             pending.push_back(Err(transport_error(&name, e)));
                         }
-                        Some(Err(e)) => {
+                        Some(Err(sse::EventError::Invalid(detail))) => {
                             done = true;
                             pending.push_back(Err(UpstreamError::BadResponse {
                                 provider: name.clone(),
-                                detail: e.to_string(),
+                                detail,
                             }));
                         }
                         None => {

@@ -13,11 +13,10 @@ use crate::{
     secret::Secret,
     server::shards::PerShard,
     translate::openai_dialects::{self as dialects, ChunkFix, Dialect},
-    translate::sse,
+    translate::sse::{self, EventError},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -342,18 +341,18 @@ fn items(first: Option<Item>, second: Option<Item>) -> Items {
 fn on_event(
     provider: &str,
     dialect: Dialect,
-    ev: Result<Event, EventStreamError<reqwest::Error>>,
+    ev: Result<String, EventError<reqwest::Error>>,
 ) -> Option<Items> {
     let bad = |detail: String| UpstreamError::BadResponse {
         provider: provider.to_string(),
         detail,
     };
     let data = match ev {
-        Ok(ev) => ev.data,
-        Err(EventStreamError::Transport(e)) => {
+        Ok(data) => data,
+        Err(EventError::Transport(e)) => {
             return Some(items(Some(Err(transport_error(provider, e))), None));
         }
-        Err(e) => return Some(items(Some(Err(bad(e.to_string()))), None)),
+        Err(EventError::Invalid(e)) => return Some(items(Some(Err(bad(e))), None)),
     };
     match data.trim() {
         "[DONE]" => return None,
