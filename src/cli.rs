@@ -14,6 +14,15 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use std::{io::Read, path::PathBuf};
 
+/// `println!` that returns the error instead of panicking: the CLI's answers go to stdout, and a
+/// reader that has gone away (`gophergate keys list | head -1`) ends the command quietly (`main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "gophergate",
@@ -147,7 +156,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// With no dashboard user yet, creates `admin` with a random password and prints it once, on
 /// stdout only (never through the log, which may be kept or shipped elsewhere).
-#[allow(clippy::print_stdout)]
 async fn announce_first_admin(app: &App) -> anyhow::Result<()> {
     let Some(password) = users::create_first_admin(&app.state().store)
         .await
@@ -155,14 +163,23 @@ async fn announce_first_admin(app: &App) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    println!("Created the first dashboard user (this password is shown only once):");
-    println!("  username: {}", users::FIRST_ADMIN);
-    println!("  password: {}", password.expose());
-    println!(
-        "Sign in at http://{}/ and change it under Account & password, or add your own admin with \
-         `gophergate users create --username NAME --password-stdin`.",
-        app.addr()
-    );
+    let shown = (|| {
+        outln!("Created the first dashboard user (this password is shown only once):")?;
+        outln!("  username: {}", users::FIRST_ADMIN)?;
+        outln!("  password: {}", password.expose())?;
+        outln!(
+            "Sign in at http://{}/ and change it under Account & password, or add your own admin \
+             with `gophergate users create --username NAME --password-stdin`.",
+            app.addr()
+        )
+    })();
+    // The server keeps running without a stdout; the password is never logged instead.
+    if let Err(e) = shown {
+        tracing::warn!(
+            error = %e,
+            "could not print the first dashboard user's password; add an admin with `gophergate users create`"
+        );
+    }
     Ok(())
 }
 
@@ -205,7 +222,6 @@ async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
         .context("could not open the database")
 }
 
-#[allow(clippy::print_stdout)]
 async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     match cmd {
@@ -231,17 +247,24 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     crate::keys::CreateKeyError::Store(e) => friendly(e),
                     invalid => anyhow!(invalid),
                 })?;
-            println!("{key}");
+            outln!("{key}")?;
         }
         KeysCommand::List => {
             let now = Utc::now();
-            println!(
+            outln!(
                 "{:<24} {:<11} {:<8} {:<8} {:<10} {:<12} {:<24} {:<24} MODELS",
-                "NAME", "PREFIX", "STATUS", "RPM", "TPM", "BUDGET_USD", "CREATED", "EXPIRES"
-            );
+                "NAME",
+                "PREFIX",
+                "STATUS",
+                "RPM",
+                "TPM",
+                "BUDGET_USD",
+                "CREATED",
+                "EXPIRES"
+            )?;
             for k in store.list_keys().await? {
                 let status = k.status(now);
-                println!(
+                outln!(
                     "{:<24} {:<11} {:<8} {:<8} {:<10} {:<12} {:<24} {:<24} {}",
                     k.name,
                     format!("{}…", k.prefix),
@@ -256,18 +279,17 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                         .map(store::format_time)
                         .unwrap_or_else(|| "-".into()),
                     k.models.map(|m| m.join(",")).unwrap_or_else(|| "*".into()),
-                );
+                )?;
             }
         }
         KeysCommand::Revoke { name } => {
             let k = store.revoke_key(&name).await.map_err(friendly)?;
-            println!("revoked {}", k.name);
+            outln!("revoked {}", k.name)?;
         }
     }
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
 async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let UsersCommand::Create {
         username,
@@ -294,18 +316,17 @@ async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
             users::UserError::Store(e) => friendly(e),
             other => anyhow!(other),
         })?;
-    println!("created user {} ({})", user.username, user.role.as_str());
+    outln!("created user {} ({})", user.username, user.role.as_str())?;
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
 fn config_check(config: &Config) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("could not render the configuration")?;
-    println!("# effective configuration (secrets shown as ********)");
-    println!("{text}");
+    outln!("# effective configuration (secrets shown as ********)")?;
+    outln!("{text}")?;
     if config.encryption_key.is_none() {
         let path = config.data_dir.join("encryption.key");
-        println!(
+        outln!(
             "# encryption_key: {} {}",
             if path.exists() {
                 "read from"
@@ -313,11 +334,11 @@ fn config_check(config: &Config) -> anyhow::Result<()> {
                 "will be generated into"
             },
             path.display()
-        );
+        )?;
     }
-    println!("# providers:");
+    outln!("# providers:")?;
     for p in config.providers()? {
-        println!(
+        outln!(
             "#   {:<10} kind={:<17} base_url={} key={}{}",
             p.name,
             p.kind.as_str(),
@@ -328,13 +349,12 @@ fn config_check(config: &Config) -> anyhow::Result<()> {
                 "missing"
             },
             if p.enabled { "" } else { " (disabled)" }
-        );
+        )?;
     }
-    println!("# configuration OK");
+    outln!("# configuration OK")?;
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
 async fn db_migrate(
     config: &Config,
     from: Option<String>,
@@ -353,7 +373,7 @@ async fn db_migrate(
         .await
         .map_err(friendly)
         .context("nothing was copied")?;
-    println!(
+    outln!(
         "copied into {}: users {}, keys {}, provider keys {}, provider settings {}, log rows {}, \
          usage rollup rows {} ({:.1}s)",
         store::postgres::describe_url(to),
@@ -364,7 +384,7 @@ async fn db_migrate(
         r.log_rows,
         r.rollup_rows,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 

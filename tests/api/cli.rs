@@ -119,6 +119,29 @@ fn keys_list_shows_names_but_never_keys() {
     }
 }
 
+/// `gophergate keys list | head -1`: once the reader has gone, writing fails (EPIPE); the
+/// command stops quietly instead of panicking with a backtrace.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    create_key(dir.path(), "alpha");
+    create_key(dir.path(), "beta");
+    for args in [&["keys", "list"][..], &["config", "check"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // The read end is closed before the command starts, so its first write fails.
+        drop(reader);
+        let o = gophergate(dir.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+    }
+}
+
 #[test]
 fn keys_revoke_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
