@@ -321,7 +321,12 @@ async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
 }
 
 fn config_check(config: &Config) -> anyhow::Result<()> {
-    let text = toml::to_string_pretty(config).context("could not render the configuration")?;
+    // The database URL in effect, also when it is the default (its password, if any, redacted).
+    let mut shown = config.clone();
+    if shown.database.url.is_none() {
+        shown.database.url = Some(Secret::from(config.database_url()));
+    }
+    let text = toml::to_string_pretty(&shown).context("could not render the configuration")?;
     outln!("# effective configuration (secrets shown as ********)")?;
     outln!("{text}")?;
     if config.encryption_key.is_none() {

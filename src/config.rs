@@ -83,16 +83,16 @@ pub struct ServerConfig {
     /// Largest request body accepted on `/v1` (413 beyond it).
     pub max_body_bytes: usize,
     /// How long a graceful stop waits for in-flight requests before ending them.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub shutdown_grace: Duration,
     /// `/v1` requests (streams included) served at once; beyond it a fast 503.
     pub max_in_flight: usize,
     /// A stream silent this long gets an SSE comment line, so proxies keep it open; `0s` never.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub sse_keepalive: Duration,
     /// How long a client may take to send a request's headers, and how long a kept-alive
     /// connection may sit idle between requests; then the connection is closed (slow-loris).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub header_timeout: Duration,
     /// Largest request head (request line and headers) accepted; 431 beyond it.
     pub max_header_bytes: usize,
@@ -116,7 +116,8 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://…` (one instance) or `postgres://…` (several); defaults to
-    /// `sqlite://<data_dir>/gophergate.db`.
+    /// `sqlite://<data_dir>/gophergate.db`. Shown with its password (if any) redacted.
+    #[serde(serialize_with = "url_redacted")]
     pub url: Option<Secret<String>>,
     pub max_connections: u32,
 }
@@ -135,7 +136,7 @@ impl Default for DatabaseConfig {
 pub struct RegistryConfig {
     /// `http(s)://…` or a local file path.
     pub url: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub refresh: Duration,
 }
 
@@ -157,7 +158,7 @@ pub struct LogConfig {
     pub batch_size: usize,
     /// Raw request-log rows older than this are deleted (the usage rollups are kept); `0s` keeps
     /// them forever.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub retention: Duration,
 }
 
@@ -220,17 +221,17 @@ pub struct ProviderConfig {
     /// Extra model ids this provider serves (routing of bare ids, `/v1/models`).
     pub models: Vec<String>,
     /// Total time allowed for one upstream request, stream included (default 10m).
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Time allowed to open the TCP/TLS connection (default 10s).
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Duration>,
     /// Time allowed until the response headers arrive (default 5m: a non-streamed answer from a
     /// reasoning model only starts when it is complete).
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub first_byte_timeout: Option<Duration>,
     /// Longest silence allowed between two stream chunks (default 5m).
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
     /// Set false to switch a provider off without removing its settings.
     pub enabled: Option<bool>,
@@ -296,15 +297,15 @@ pub struct RetryConfig {
     /// Retries of the same target after a connect error, 429, 500, 502, 503 or 504.
     pub max_retries: u32,
     /// First backoff; doubles per retry, with jitter, up to `max_backoff`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub initial_backoff: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub max_backoff: Duration,
     /// A `Retry-After` longer than this is not waited for: the next target is tried instead.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub max_retry_after: Duration,
     /// No new attempt (retry or fallback) starts this long after the request arrived.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub budget: Duration,
 }
 
@@ -329,13 +330,13 @@ pub struct HealthConfig {
     /// Or: this share of failures (0–1) over the last `window` once `min_requests` were seen.
     pub failure_rate: f64,
     pub min_requests: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub window: Duration,
     /// How long an open circuit skips its target before one trial request (half-open).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub cooldown: Duration,
     /// Active probes of every usable provider (`GET /models`) at this interval; `0s` is off.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub probe_interval: Duration,
 }
 
@@ -771,9 +772,156 @@ fn non_empty_env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Durations in the configuration: read in humantime's forms (`90d`, `1h 30m`, `250ms`), written
+/// back in the largest unit that is exact (`90d`, `15s`), as one would type them (humantime's own
+/// output turns 90 days into `2months 29days 2h 52m 48s`).
+mod duration {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn compact(d: Duration) -> String {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return format!("{}ns", d.as_nanos());
+        }
+        let ms = d.as_millis();
+        if ms == 0 {
+            return "0s".into();
+        }
+        const UNITS: [(&str, u128); 5] = [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ];
+        let (unit, size) = UNITS
+            .into_iter()
+            .find(|(_, size)| ms.is_multiple_of(*size))
+            .unwrap_or(("ms", 1));
+        format!("{}{unit}", ms / size)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&compact(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime_serde::deserialize(d)
+    }
+
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+        use std::time::Duration;
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            humantime_serde::option::deserialize(d)
+        }
+    }
+}
+
+/// A database URL with its password replaced by `********` (in the user info, or a `password`
+/// query parameter); the rest (scheme, user, host, database, options) is what an operator needs
+/// to see.
+pub fn url_without_password(url: &str) -> String {
+    const STARS: &str = "********";
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{STARS}@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                        format!("{k}={STARS}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    if scheme.is_empty() {
+        format!("{authority}{tail}")
+    } else {
+        format!("{scheme}://{authority}{tail}")
+    }
+}
+
+fn url_redacted<S: serde::Serializer>(
+    url: &Option<Secret<String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_str(&url_without_password(url.expose())),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_written_in_the_largest_exact_unit_and_read_back() {
+        use std::time::Duration as D;
+        let cases = [
+            (D::from_secs(90 * 86_400), "90d"),
+            (D::from_secs(86_400), "1d"),
+            (D::from_secs(7_200), "2h"),
+            (D::from_secs(300), "5m"),
+            (D::from_secs(30), "30s"),
+            (D::from_millis(1_500), "1500ms"),
+            (D::from_millis(250), "250ms"),
+            (D::from_nanos(1_500), "1500ns"),
+            (D::ZERO, "0s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(duration::compact(d), text);
+            let back = humantime_serde::re::humantime::parse_duration(text).expect(text);
+            assert_eq!(back, d, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        let cases = [
+            (
+                "sqlite:///data/gophergate.db",
+                "sqlite:///data/gophergate.db",
+            ),
+            (
+                "postgres://gg:s3cret@db:5432/gg?sslmode=require",
+                "postgres://gg:********@db:5432/gg?sslmode=require",
+            ),
+            ("postgres://gg@db/gg", "postgres://gg@db/gg"),
+            (
+                "postgres://db/gg?user=gg&password=s3cret",
+                "postgres://db/gg?user=gg&password=********",
+            ),
+            (
+                "postgres://gg:p@ss:word@db/gg",
+                "postgres://gg:********@db/gg",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(url_without_password(url), shown);
+        }
+    }
 
     fn from_toml(s: &str) -> Result<Config, ConfigError> {
         Config::from_figment(Figment::new().merge(Toml::string(s)))

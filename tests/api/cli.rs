@@ -223,6 +223,33 @@ fn config_check_succeeds_and_redacts_secrets() {
         .map(str::to_string)
         .unwrap_or_default();
     assert!(openai.contains("key=set"), "{all}");
+
+    // Effective values as one would write them: the default database URL, durations in the
+    // largest exact unit; a PostgreSQL password is redacted, the rest of its URL shown.
+    let out = stdout(&run(gophergate(dir.path()).args(["config", "check"])));
+    let config: toml::Value = toml::from_str(&out).expect("config check prints TOML");
+    let db = format!("sqlite://{}", dir.path().join("gophergate.db").display());
+    assert_eq!(
+        config["database"]["url"].as_str(),
+        Some(db.as_str()),
+        "{out}"
+    );
+    assert_eq!(config["log"]["retention"].as_str(), Some("90d"), "{out}");
+    assert_eq!(
+        config["server"]["shutdown_grace"].as_str(),
+        Some("30s"),
+        "{out}"
+    );
+    let o = run(gophergate(dir.path()).args(["config", "check"]).env(
+        "GOPHERGATE_DATABASE__URL",
+        "postgres://gg:hunter2pass@db.internal:5432/gg?sslmode=require",
+    ));
+    let out = stdout(&o);
+    assert!(!out.contains("hunter2pass"), "{out}");
+    assert!(
+        out.contains("postgres://gg:********@db.internal:5432/gg?sslmode=require"),
+        "{out}"
+    );
 }
 
 #[test]
