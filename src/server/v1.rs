@@ -337,17 +337,7 @@ async fn chat(
         log.row().upstream_model = Some(model);
     }
     log.set_usage(answer.usage, "reported");
-    let cost = log.price();
-    let mut resp = Response::new(Body::from(answer.body));
-    if let Some(cost) = cost
-        && let Ok(v) = HeaderValue::from_str(&format_cost(cost))
-    {
-        resp.headers_mut().insert(COST_HEADER, v);
-    }
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let resp = json_answer(answer.body, log.price());
     Ok(Reply::Json(resp))
 }
 
@@ -372,6 +362,21 @@ async fn first_chunk(
 }
 
 pub const COST_HEADER: &str = "x-gophergate-cost-usd";
+
+/// A non-streamed JSON answer, with its cost in `x-gophergate-cost-usd` when it is priced.
+fn json_answer(body: Bytes, cost: Option<f64>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    if let Some(cost) = cost
+        && let Ok(v) = HeaderValue::from_str(&format_cost(cost))
+    {
+        resp.headers_mut().insert(COST_HEADER, v);
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
 
 /// A cost as plain decimal dollars with enough digits for a single cheap request.
 pub fn format_cost(usd: f64) -> String {
@@ -414,12 +419,7 @@ async fn embeddings(
                 "reported"
             },
         );
-        let mut resp = Response::new(Body::from(answer.body));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
+        Ok(json_answer(answer.body, log.price()))
     }
     .await;
     match result {

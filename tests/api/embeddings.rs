@@ -27,6 +27,10 @@ async fn openai_embeddings_are_relayed_and_logged() {
     )
     .await;
     assert_eq!(resp.status(), 200);
+    let cost_header: Option<f64> = resp
+        .headers()
+        .get("x-gophergate-cost-usd")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
@@ -36,6 +40,14 @@ async fn openai_embeddings_are_relayed_and_logged() {
     assert_eq!(rows[0].row.provider.as_deref(), Some("openai"));
     assert_eq!(rows[0].row.usage.unwrap().prompt, tokens);
     assert_eq!(rows[0].row.usage_source, Some("reported"));
+    // Like a chat answer, the embeddings answer carries the cost its log row records.
+    let cost = rows[0]
+        .row
+        .cost_usd
+        .expect("text-embedding-3-small is priced");
+    assert!(cost > 0.0);
+    let header = cost_header.expect("x-gophergate-cost-usd on the answer");
+    assert!((header - cost).abs() < 1e-12, "{header} vs {cost}");
 
     let resp = embed(&t, json!({"model": "text-embedding-3-small"})).await;
     assert_eq!(resp.status(), 400);
