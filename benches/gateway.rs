@@ -101,6 +101,19 @@ struct Opts {
     bench: bool,
 }
 
+impl Opts {
+    /// What stands in the gateway's place: "gateway", "nginx" or "bare-hyper".
+    fn through(&self) -> &'static str {
+        if self.nginx {
+            "nginx"
+        } else if self.bare_hyper {
+            "bare-hyper"
+        } else {
+            "gateway"
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(bare_proxy::BARE_PROXY_ARG) {
@@ -367,8 +380,7 @@ async fn until_ok(
 /// server and client alone).
 enum Through {
     Gateway(Gateway),
-    Nginx(Proxy),
-    Bare(Proxy),
+    Proxy(Proxy),
 }
 
 impl Through {
@@ -381,9 +393,9 @@ impl Through {
         log: &str,
     ) -> anyhow::Result<Self> {
         Ok(if opts.nginx {
-            Self::Nginx(spawn_nginx(env, mock).await?)
+            Self::Proxy(spawn_nginx(env, mock).await?)
         } else if opts.bare_hyper {
-            Self::Bare(spawn_bare(mock).await?)
+            Self::Proxy(spawn_bare(mock).await?)
         } else {
             Self::Gateway(Gateway::start(env, mock, password, log).await?)
         })
@@ -392,7 +404,7 @@ impl Through {
     fn proc(&self) -> &Proc {
         match self {
             Self::Gateway(g) => &g.proc,
-            Self::Nginx(n) | Self::Bare(n) => &n.proc,
+            Self::Proxy(p) => &p.proc,
         }
     }
 
@@ -403,15 +415,15 @@ impl Through {
     fn target(&self, key: &str) -> Target {
         match self {
             Self::Gateway(g) => g.target(key),
-            // nginx puts the mock's key on every request itself.
-            Self::Nginx(n) | Self::Bare(n) => Target::new(n.addr, "unused"),
+            // A proxy puts the mock's key on every request itself.
+            Self::Proxy(p) => Target::new(p.addr, "unused"),
         }
     }
 
     async fn stop(self) {
         match self {
             Self::Gateway(g) => g.stop().await,
-            Self::Nginx(n) | Self::Bare(n) => n.proc.stop().await,
+            Self::Proxy(p) => p.proc.stop().await,
         }
     }
 }
@@ -1506,13 +1518,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         env.root.path().display()
     );
 
-    if opts.nginx {
-        println!("nginx in the gateway's place: the \"gateway\" columns below measure nginx");
-    }
-    if opts.bare_hyper {
+    if opts.through() != "gateway" {
         println!(
-            "hyper's server and client alone in the gateway's place: the \"gateway\" columns \
-             below measure them"
+            "{} in the gateway's place: the \"gateway\" columns below measure it",
+            opts.through()
         );
     }
     let (mock0, mock0_addr) = spawn_mock(0).await?;
@@ -1669,13 +1678,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     let report = Report {
-        through: if opts.nginx {
-            "nginx"
-        } else if opts.bare_hyper {
-            "bare-hyper"
-        } else {
-            "gateway"
-        },
+        through: opts.through(),
         machine,
         duration_s: opts.duration,
         chunk_gap_ms: opts.chunk_gap_ms,

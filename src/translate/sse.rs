@@ -8,21 +8,14 @@ use futures::{Stream, StreamExt};
 use sse_stream::SseByteStream;
 
 /// Why the events of a body stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EventError<E> {
     /// Reading the body failed.
+    #[error("transport error: {0}")]
     Transport(E),
     /// The bytes are not a valid event stream (a field value that is not UTF-8).
+    #[error("{0}")]
     Invalid(String),
-}
-
-impl<E: std::fmt::Display> std::fmt::Display for EventError<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Transport(e) => write!(f, "transport error: {e}"),
-            Self::Invalid(e) => f.write_str(e),
-        }
-    }
 }
 
 /// The data of each SSE event of a response body (its `data:` lines joined by `\n`; empty for an
